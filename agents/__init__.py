@@ -1,0 +1,1 @@
+"""The language-model agent that plays both proposer and solver."""

@@ -1,0 +1,186 @@
+"""The task-family contract shared by every domain (code, math, plug-ins) and mode.
+
+A *family* is one kind of self-proposed task, such as code deduction. It knows how to
+ask the model for a new task (proposer prompt), how to read and validate a proposal,
+how to pose the task to a solver and how to verify the solver's answer. It knows nothing
+about environments, buffers or training; those are built on this contract.
+
+Everything a family hands out is plain data: a `Task` payload is JSON-serialisable, so
+buffers store it in SQLite and the audit ledger can print it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, Literal
+
+MODES = ("deduction", "abduction", "induction")
+ROLES = ("propose", "solve")
+
+
+@dataclass(frozen=True)
+class Task:
+    """A validated task: everything needed to pose it and verify answers, gold included."""
+
+    family: str
+    payload: Mapping[str, Any]
+    task_id: str
+
+    def to_json(self) -> str:
+        return json.dumps({"family": self.family, "task_id": self.task_id, "payload": self.payload}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Task:
+        row = json.loads(text)
+        return cls(family=row["family"], payload=row["payload"], task_id=row["task_id"])
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A prompt for the model plus the context its parser needs (e.g. the program an induction
+    proposal is about). `context` is JSON-serialisable."""
+
+    text: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a proposal did not become a task. `reason` is a short key used as a TensorBoard tag
+    (`parse_error`, `static_check`, `timeout`, `nondeterministic`, `output_too_long`, ...)."""
+
+    reason: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verification result of one solver answer."""
+
+    status: Literal["correct", "wrong", "format_error"]
+    reason: str = ""
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "correct"
+
+
+@dataclass
+class FamilyConfig:
+    """Base for per-family settings; subclasses add fields with `metadata={"help": ...}`."""
+
+    def validate(self) -> None:
+        """Raise ValueError on settings that cannot work. Subclasses extend this."""
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> FamilyConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}; known: {sorted(known)}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stable_hash(*parts: str) -> str:
+    """A short content hash used for task ids and deduplication."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+class TaskFamily(ABC):
+    """One kind of self-proposed task. Subclass, set the class attributes, implement the
+    abstract methods and decorate with `@register_family` (see docs/new_family.md).
+
+    All verification methods take batches so a family can send one batched request to its
+    verifier (the sandbox or the math checker) for a whole vector of environments.
+    """
+
+    name: ClassVar[str]
+    """Registry key, e.g. ``code_deduction``."""
+    env_name: ClassVar[str]
+    """CamelCase stem of the Gymnasium ids, e.g. ``CodeDeduction`` -> ``flywheel/CodeDeduction-Solve-v0``."""
+    domain: ClassVar[str]
+    mode: ClassVar[str]
+    config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
+
+    def __init__(self, config: FamilyConfig | None = None, verifiers: Any = None) -> None:
+        """`verifiers` is a `flywheel.envs.resources.SharedVerifiers` giving lazy access to the
+        sandbox and the math checker; families that need one create it through it."""
+        from flywheel.envs.resources import SharedVerifiers
+
+        self.config = config if config is not None else self.config_class()
+        self.config.validate()
+        self.verifiers = verifiers if verifiers is not None else SharedVerifiers()
+
+    # --- proposer side -----------------------------------------------------------------
+    @abstractmethod
+    def seed_tasks(self) -> list[Task]:
+        """Zero-data seeds that start a buffer (e.g. the identity function)."""
+
+    @abstractmethod
+    def proposer_prompt(self, references: Sequence[Task], rng: random.Random) -> Prompt:
+        """Ask for a new task, showing `references` (K tasks from the buffer) as examples."""
+
+    @abstractmethod
+    def parse_proposal(self, text: str, prompt: Prompt) -> Mapping[str, Any] | Rejection:
+        """Read a proposal from model text. Never raises on malformed text."""
+
+    @abstractmethod
+    def validate_proposals(self, proposals: Sequence[Mapping[str, Any]]) -> list[Task | Rejection]:
+        """Turn parsed proposals into tasks (computing gold answers) or rejections, batched."""
+
+    def propose(self, texts: Sequence[str], prompts: Sequence[Prompt]) -> list[Task | Rejection]:
+        """Parse and validate a batch of proposer outputs, one result per text."""
+        parsed = [self.parse_proposal(text, prompt) for text, prompt in zip(texts, prompts, strict=True)]
+        valid_index = [i for i, item in enumerate(parsed) if not isinstance(item, Rejection)]
+        validated = self.validate_proposals([parsed[i] for i in valid_index]) if valid_index else []
+        results: list[Task | Rejection] = list(parsed)  # type: ignore[arg-type]
+        for i, item in zip(valid_index, validated, strict=True):
+            results[i] = item
+        return results
+
+    # --- solver side -------------------------------------------------------------------
+    @abstractmethod
+    def solver_prompt(self, task: Task) -> Prompt:
+        """Pose `task` to the solver. Deterministic given the task."""
+
+    @abstractmethod
+    def verify(self, tasks: Sequence[Task], answers: Sequence[str]) -> list[Verdict]:
+        """Score solver outputs against their tasks, batched. Never raises on malformed text."""
+
+    @abstractmethod
+    def reference_answer(self, task: Task) -> str:
+        """A well-formed solver output that answers `task` correctly."""
+
+    @abstractmethod
+    def wrong_answer(self, task: Task) -> str:
+        """A well-formed solver output that answers `task` incorrectly."""
+
+    # --- bookkeeping -------------------------------------------------------------------
+    @abstractmethod
+    def dedup_key(self, payload: Mapping[str, Any]) -> str:
+        """Normalised content that identifies duplicates (e.g. an AST dump of the program)."""
+
+    @abstractmethod
+    def complexity(self, task: Task) -> int:
+        """A size measure logged to TensorBoard (AST nodes, expression nodes)."""
+
+    def make_task(self, payload: Mapping[str, Any]) -> Task:
+        return Task(family=self.name, payload=dict(payload), task_id=stable_hash(self.name, self.dedup_key(payload)))
+
+    def describe(self, task: Task) -> str:
+        """Short human-readable text of a task for the TensorBoard text panel and the ledger."""
+        return json.dumps(task.payload, sort_keys=True, ensure_ascii=False)[:2000]

@@ -1,0 +1,1 @@
+"""Rule-based verifiers: the sandboxed Python executor and the SymPy answer checker."""
