@@ -33,6 +33,10 @@ class SharedVerifiers:
             self._math = MathChecker(**self._math_settings)
         return self._math
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedVerifiers:
+        """Shared on purpose: Gymnasium deep-copies make() kwargs into the env spec."""
+        return self
+
     def close(self) -> None:
         for name in ("_sandbox", "_math"):
             worker = getattr(self, name)
