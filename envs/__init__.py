@@ -23,7 +23,7 @@ __all__ = [
     "make_family",
     "register_family",
 ]
-import flywheel.envs.code_tasks  # noqa: F401  (registers the code families)
+import flywheel.envs.code_tasks
 import flywheel.envs.math_tasks  # noqa: F401  (registers the math families)
 
 load_plugins()

@@ -41,6 +41,17 @@ PROPOSALS: dict[str, list[str]] = {
     "code_induction": [
         format_answer(*[("input", f"[{i}, {2 * i}], {i}") for i in range(8)], ("message", "rotate")),
     ],
+    "math_deduction": [
+        format_answer(("operation", "differentiate"), ("expression", "x**3*sin(x)")),
+        format_answer(("operation", "factor"), ("expression", "x**2 - 5*x + 6")),
+    ],
+    "math_abduction": [
+        format_answer(("operation", "solve"), ("expression", "x**2 - 5*x + 6")),
+        format_answer(("operation", "integrate"), ("expression", "3*x**2 + cos(x)")),
+    ],
+    "math_induction": [
+        format_answer(*[("input", str(i)) for i in range(-2, 6)], ("message", "a polynomial")),
+    ],
 }
 INDUCTION_PROGRAM = "def f(xs, k):\n    return xs[k % len(xs):] + xs[:k % len(xs)]"
 

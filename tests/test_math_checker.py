@@ -189,6 +189,23 @@ def test_math_verify_false_positives_are_not_equal(checker):
     assert [v.verdict for v in verdicts] == list(cases.values())
 
 
+@pytest.mark.parametrize(
+    ("gold", "restated"),
+    [
+        ("x^2", r"\int 2x\,dx"),
+        ("2x", r"\frac{d}{dx} x^2"),
+        ("1", r"\lim_{x \to 0} \frac{\sin x}{x}"),
+        ("55", r"\sum_{k=1}^{10} k"),
+        ("120", r"\prod_{k=1}^{5} k"),
+    ],
+)
+def test_restated_problem_is_not_an_answer(checker, gold, restated):
+    """latex2sympy would carry these operations out; an answer must be the closed form itself."""
+    verdict = checker.check(gold, restated)
+    assert verdict.verdict == "parse_error", verdict
+    assert "closed form" in verdict.reason
+
+
 def test_verdict_type_and_order(checker):
     pairs = [("1", "1"), ("1", "2"), ("1", "+"), ("2", "2")] * 5
     verdicts = checker.check_many(pairs)

@@ -183,8 +183,9 @@ class SelfPlayTensorBoard(TensorBoardCallback):
     ) -> None:
         if not state.is_world_process_zero:
             return
-        # purge_step drops events a previous session wrote after the checkpoint being resumed.
-        self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=state.global_step or None)
+        # On resume, purge_step hides events a previous session wrote after the resumed checkpoint.
+        purge_step = state.global_step + 1 if state.global_step > 0 else None
+        self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=purge_step)
         super().on_train_begin(args, state, control, **kwargs)
         self.tb_writer.add_text("hparams/recipe", f"```yaml\n{recipe_yaml(self.args)}```", state.global_step)
 

@@ -375,8 +375,16 @@ _L2S_CONV = ConversionConfig(lowercase_symbols=False)
 _TEXT_CMD = re.compile(r"\\(?:text|textrm|textbf|mbox|mathrm|operatorname)\s*\{([^{}]*)\}")
 
 
+_UNEVALUATED = re.compile(r"\\(?:int|iint|iiint|oint|lim|sum|prod|partial)(?![A-Za-z])|\\[dt]?frac\s*\{\s*d")
+"""LaTeX operators latex2sympy would carry out (`\\int 2x dx` reads as x**2). An answer holding one restates a
+problem instead of answering it, so it is refused rather than evaluated."""
+
+
 def _parse_latex(text: str) -> object:
     _check_braces(text)
+    operator = _UNEVALUATED.search(text)
+    if operator is not None:
+        raise ParseError(f"not a closed form: the answer holds {operator.group(0)!r}")
     text = re.sub(r"\\[dt]frac", r"\\frac", text)
     text = re.sub(r"\\left\s*\.|\\right\s*\.", "", text)
     text = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)\s*", "", text)

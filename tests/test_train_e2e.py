@@ -1,0 +1,96 @@
+"""End to end: 3 self-play steps of the tiny model over code and math families on CPU, checkpoints,
+TensorBoard tags as documented, then a resume that continues from step 3 in the same run dir."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+from flywheel.train.run import main
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = [
+    "--config", str(REPO / "recipes" / "laptop.yaml"),
+    "--families", "code_deduction", "math_deduction",
+    "--proposer_batch_size", "1",
+    "--solver_batch_size", "1",
+    "--num_generations", "2",
+    "--k_references", "1",
+    "--n_solver_samples", "2",
+    "--max_proposer_completion_length", "16",
+    "--max_solver_completion_length", "8",
+    "--save_steps", "3",
+    "--text_log_every", "2",
+]  # fmt: skip
+
+
+def documented_tags() -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
+    """(pattern, always written) for scalar and histogram/text rows of docs/tensorboard.md."""
+    scalars, others = [], []
+    for line in (REPO / "docs" / "tensorboard.md").read_text().splitlines():
+        match = re.match(r"\|\s*`([^`]+)`\s*\|\s*(scalar|histogram|text)\s*\|\s*(always|sometimes)\s*\|", line)
+        if match:
+            tag, kind, when = match.groups()
+            pattern = "^" + re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_.-]+", re.escape(tag)) + "$"
+            (scalars if kind == "scalar" else others).append((pattern, when == "always"))
+    return scalars, others
+
+
+def check_documented(written: set[str], documented: list[tuple[str, bool]]) -> None:
+    undocumented = sorted(tag for tag in written if not any(re.match(p, tag) for p, _ in documented))
+    assert not undocumented, f"tags written but not in docs/tensorboard.md: {undocumented}"
+    missing = [p for p, always in documented if always and not any(re.match(p, tag) for tag in written)]
+    assert not missing, f"documented 'always' tags not written: {missing}"
+
+
+@pytest.mark.slow
+def test_three_steps_checkpoint_tensorboard_and_resume(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main([*SMALL, "--max_steps", "3", "--output_dir", str(run)]) == 0
+    checkpoint = run / "checkpoint-3"
+    for name in ("model.safetensors", "optimizer.pt", "trainer_state.json", "selfplay_state.json", "tasks.sqlite"):
+        assert (checkpoint / name).is_file(), name
+    assert json.loads((checkpoint / "selfplay_state.json").read_text())["step"] == 3
+    with sqlite3.connect(run / "tasks.sqlite") as db:
+        roles = {row[0] for row in db.execute("SELECT DISTINCT role FROM ledger")}
+        steps = {row[0] for row in db.execute("SELECT DISTINCT step FROM ledger")}
+    assert {"propose", "solve"} <= roles and steps == {1, 2, 3}
+
+    # A fresh run refuses an existing run dir; --resume continues it.
+    assert main([*SMALL, "--max_steps", "5", "--output_dir", str(run)]) == 2
+    assert main([*SMALL, "--max_steps", "5", "--output_dir", str(run), "--resume"]) == 0
+    state = json.loads((run / "checkpoint-5" / "trainer_state.json").read_text())
+    assert state["global_step"] == 5
+    assert json.loads((run / "checkpoint-5" / "selfplay_state.json").read_text())["step"] == 5
+
+    runs = list((run / "runs").iterdir())
+    assert [p.name for p in runs] == ["selfplay"], "a resumed run must write to the same TensorBoard run dir"
+    events = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    step_curve = [(e.step, e.value) for e in events.Scalars("train/selfplay/step")]
+    assert step_curve == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)]
+    scalar_docs, other_docs = documented_tags()
+    check_documented(set(tags["scalars"]), scalar_docs)
+    text_tags = {tag.removesuffix("/text_summary") for tag in tags["tensors"]}
+    check_documented(set(tags["histograms"]) | text_tags, other_docs)
+
+
+def test_bad_recipes_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = ["--output_dir", str(tmp_path / "x")]
+    assert main([*SMALL, *out, "--families", "code_deduction", "no_such_family"]) == 2
+    assert "unknown families ['no_such_family']" in capsys.readouterr().err
+    assert main([*SMALL, *out, "--no_such_key", "1"]) == 2
+    assert "no_such_key" in capsys.readouterr().err
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("families: [code_deduction]\nlearning_rat: 0.1\n")
+    assert main(["--config", str(recipe), *out]) == 2
+    assert "learning_rat" in capsys.readouterr().err
+    assert main([*SMALL, *out, "--advantage_estimator", "ppo"]) == 2
+    assert "advantage_estimator" in capsys.readouterr().err
+    assert main([*SMALL, *out, "--resume"]) == 2
+    assert "no checkpoint-*" in capsys.readouterr().err
