@@ -91,6 +91,28 @@ class FamilyConfig:
         return asdict(self)
 
 
+@dataclass
+class InductionConfig(FamilyConfig):
+    """Settings every induction mode shares; a domain's config subclasses it."""
+
+    n_inputs: int = field(
+        default=10, metadata={"help": "Induction: inputs the proposer is asked for (and the most accepted)."}
+    )
+    min_inputs: int = field(
+        default=4,
+        metadata={"help": "Induction: fewest distinct inputs accepted (at least 2: one visible, one hidden)."},
+    )
+    max_message_chars: int = field(default=1000, metadata={"help": "Induction: longest accepted message."})
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("n_inputs", "max_message_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if not 2 <= self.min_inputs <= self.n_inputs:
+            raise ValueError(f"need 2 <= min_inputs <= n_inputs, got {self.min_inputs} and {self.n_inputs}")
+
+
 def stable_hash(*parts: str) -> str:
     """A short content hash used for task ids and deduplication."""
     digest = hashlib.sha256()
@@ -184,3 +206,23 @@ class TaskFamily(ABC):
     def describe(self, task: Task) -> str:
         """Short human-readable text of a task for the TensorBoard text panel and the ledger."""
         return json.dumps(task.payload, sort_keys=True, ensure_ascii=False)[:2000]
+
+
+class InductionFamily(TaskFamily):
+    """What induction modes share: a task holds input/output pairs, half of them shown to the solver
+    (``payload["visible"]``) and half hidden, split by a generator seeded with the task id so the split is
+    the same wherever the task is rebuilt. Subclass before the domain base: ``class X(InductionFamily, CodeFamily)``.
+    """
+
+    def make_task(self, payload: Mapping[str, Any]) -> Task:
+        task = super().make_task(payload)
+        order = list(range(len(payload["inputs"])))
+        random.Random(task.task_id).shuffle(order)
+        visible = sorted(order[: len(order) // 2])
+        return Task(family=task.family, payload={**task.payload, "visible": visible}, task_id=task.task_id)
+
+    @staticmethod
+    def split(task: Task) -> tuple[list[int], list[int]]:
+        """Indices of the visible and the hidden pairs."""
+        visible = list(task.payload["visible"])
+        return visible, [i for i in range(len(task.payload["inputs"])) if i not in visible]

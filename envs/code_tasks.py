@@ -23,7 +23,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from flywheel.envs.base import FamilyConfig, Prompt, Rejection, Task, TaskFamily, Verdict, stable_hash
+from flywheel.envs.base import (
+    InductionConfig,
+    InductionFamily,
+    Prompt,
+    Rejection,
+    Task,
+    TaskFamily,
+    Verdict,
+    stable_hash,
+)
 from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
 from flywheel.envs.registry import register_family
 from flywheel.verifiers.values import canonical, parse_arguments, parse_literal, values_equal
@@ -49,7 +58,7 @@ PROGRAM_RULES = (
 
 
 @dataclass
-class CodeFamilyConfig(FamilyConfig):
+class CodeFamilyConfig(InductionConfig):
     """Bounds on proposals and the answer comparison for the code families."""
 
     max_program_chars: int = field(default=4000, metadata={"help": "Longest accepted program, in characters."})
@@ -64,14 +73,6 @@ class CodeFamilyConfig(FamilyConfig):
     check_determinism: bool = field(
         default=True, metadata={"help": "Re-run proposals in a fresh interpreter and reject differing outputs."}
     )
-    n_inputs: int = field(
-        default=10, metadata={"help": "Induction: inputs the proposer is asked for (and the most accepted)."}
-    )
-    min_inputs: int = field(
-        default=4,
-        metadata={"help": "Induction: fewest distinct inputs accepted (at least 2: one visible, one hidden)."},
-    )
-    max_message_chars: int = field(default=1000, metadata={"help": "Induction: longest accepted message."})
     rel_tol: float = field(default=1e-9, metadata={"help": "Relative tolerance when comparing float outputs."})
     abs_tol: float = field(default=0.0, metadata={"help": "Absolute tolerance when comparing float outputs."})
     strict_types: bool = field(
@@ -80,11 +81,10 @@ class CodeFamilyConfig(FamilyConfig):
     )
 
     def validate(self) -> None:
-        for name in ("max_program_chars", "max_input_chars", "max_output_chars", "n_inputs", "max_message_chars"):
+        super().validate()
+        for name in ("max_program_chars", "max_input_chars", "max_output_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if not 2 <= self.min_inputs <= self.n_inputs:
-            raise ValueError(f"need 2 <= min_inputs <= n_inputs, got {self.min_inputs} and {self.n_inputs}")
         if self.rel_tol < 0 or self.abs_tol < 0:
             raise ValueError("tolerances must be non-negative")
 
@@ -471,7 +471,7 @@ class CodeAbduction(_InputOutputFamily):
 
 
 @register_family
-class CodeInduction(CodeFamily):
+class CodeInduction(InductionFamily, CodeFamily):
     """Given a message and half of the input/output pairs, write ``f`` (AZR's ``code_f``).
 
     The proposer is shown a program (from the prompt's references: any tasks carrying a program; the
@@ -547,22 +547,9 @@ class CodeInduction(CodeFamily):
     def _build_payload(self, proposal: Mapping[str, Any], inputs: list[str], outputs: list[str]) -> dict[str, Any]:
         return {"program": proposal["program"], "message": proposal["message"], "inputs": inputs, "outputs": outputs}
 
-    def make_task(self, payload: Mapping[str, Any]) -> Task:
-        """Adds the visible/hidden split, drawn from the task id so it is the same wherever it is rebuilt."""
-        task = super().make_task(payload)
-        order = list(range(len(payload["inputs"])))
-        random.Random(task.task_id).shuffle(order)
-        visible = sorted(order[: len(order) // 2])
-        return Task(family=task.family, payload={**task.payload, "visible": visible}, task_id=task.task_id)
-
-    @staticmethod
-    def _split(task: Task) -> tuple[list[int], list[int]]:
-        visible = list(task.payload["visible"])
-        return visible, [i for i in range(len(task.payload["inputs"])) if i not in visible]
-
     def solver_prompt(self, task: Task) -> Prompt:
         payload = task.payload
-        visible, _ = self._split(task)
+        visible, _ = self.split(task)
         pairs = "\n".join(
             f"```input\n{payload['inputs'][i]}\n```\n```output\n{payload['outputs'][i]}\n```" for i in visible
         )
@@ -586,7 +573,7 @@ class CodeInduction(CodeFamily):
         return Job(program=program, inputs=tuple(task.payload["inputs"]))
 
     def _judge(self, task: Task, calls: Sequence[Any]) -> Verdict:
-        _, hidden = self._split(task)
+        _, hidden = self.split(task)
         for i, (call, gold) in enumerate(zip(calls, task.payload["outputs"], strict=True)):
             if call.status != "ok":
                 return Verdict("wrong", _status_reason(call.status))

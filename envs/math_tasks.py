@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, ClassVar
 
-from flywheel.envs.base import FamilyConfig, Prompt, Rejection, Task, TaskFamily, Verdict
+from flywheel.envs.base import InductionConfig, InductionFamily, Prompt, Rejection, Task, TaskFamily, Verdict
 from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
 from flywheel.envs.registry import register_family
 from flywheel.verifiers.math import OPERATIONS, ComputeRequest, ComputeResult
@@ -152,8 +152,10 @@ _UNRESOLVED = re.compile(r"\b(?:zoo|nan|Piecewise|RootOf|CRootOf|AccumBounds|Con
 _RATIONAL = re.compile(r"-?\d+(?:/0*[1-9]\d*)?")
 _PARAM_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*[:=]\s*(\S.*)")
 _WHITESPACE = re.compile(r"\s+")
+
+
 @dataclass
-class MathFamilyConfig(FamilyConfig):
+class MathFamilyConfig(InductionConfig):
     """Bounds on math proposals (the checker's `timeout_s` bounds the time to compute a gold answer)."""
 
     operations: tuple[str, ...] = field(
@@ -169,25 +171,16 @@ class MathFamilyConfig(FamilyConfig):
         default=8, metadata={"help": "Longest run of digits in any number of the input, its parameters or its answer."}
     )
     max_answer_chars: int = field(default=300, metadata={"help": "Longest gold answer text (each value, induction)."})
-    n_inputs: int = field(
-        default=8, metadata={"help": "Induction: inputs the proposer is asked for (and the most accepted)."}
-    )
-    min_inputs: int = field(
-        default=4,
-        metadata={"help": "Induction: fewest distinct inputs accepted (at least 2: one visible, one hidden)."},
-    )
-    max_message_chars: int = field(default=500, metadata={"help": "Induction: longest accepted message."})
 
     def validate(self) -> None:
         self.operations = tuple(self.operations)
         unknown = sorted(set(self.operations) - set(OPERATIONS))
         if unknown or not self.operations:
             raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}; unknown: {unknown}")
-        for name in ("max_nodes", "max_degree", "max_digits", "max_answer_chars", "n_inputs", "max_message_chars"):
+        super().validate()
+        for name in ("max_nodes", "max_degree", "max_digits", "max_answer_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if not 2 <= self.min_inputs <= self.n_inputs:
-            raise ValueError(f"need 2 <= min_inputs <= n_inputs, got {self.min_inputs} and {self.n_inputs}")
 
 
 def normalise(text: str) -> str:
@@ -663,7 +656,7 @@ class MathAbduction(_OperationFamily):
 
 
 @register_family
-class MathInduction(MathFamily):
+class MathInduction(InductionFamily, MathFamily):
     """Given a message and half of the (x, f(x)) pairs, write ``f`` (the math analogue of ``code_f``).
 
     The proposer is shown a function (from the prompt's references; a seed function when there are none)
@@ -780,14 +773,6 @@ class MathInduction(MathFamily):
             "outputs": outputs,
         }
         return self.make_task(payload)
-
-    def make_task(self, payload: Mapping[str, Any]) -> Task:
-        """Adds the visible/hidden split, drawn from the task id so it is the same wherever it is rebuilt."""
-        task = super().make_task(payload)
-        order = list(range(len(payload["inputs"])))
-        random.Random(task.task_id).shuffle(order)
-        visible = sorted(order[: len(order) // 2])
-        return Task(family=task.family, payload={**task.payload, "visible": visible}, task_id=task.task_id)
 
     def solver_prompt(self, task: Task) -> Prompt:
         payload = task.payload

@@ -200,7 +200,7 @@ def test_parse_induction_proposal(induction: MathInduction) -> None:
     assert induction.parse_proposal(format_answer(("input", "1")), prompt).reason == "parse_error"  # no message
     no_function = induction.parse_proposal(format_answer(("input", "1"), ("message", "m")), Prompt(""))
     assert no_function.reason == "parse_error"
-    long_message = format_answer(("input", "1"), ("message", "m" * 501))
+    long_message = format_answer(("input", "1"), ("message", "m" * (induction.config.max_message_chars + 1)))
     assert induction.parse_proposal(long_message, prompt).reason == "bad_message"
 
 
@@ -427,7 +427,7 @@ def test_induction_checks_hidden_pairs_exactly(induction: MathInduction) -> None
     [
         ("x**2", ["1", "2", "3"], "too_few_inputs"),
         ("x**2", ["1", "2", "2/1", "4/2", "-0"], "too_few_inputs"),  # duplicates count once
-        ("x**2", [str(k) for k in range(9)], "too_many_inputs"),
+        ("x**2", [str(k) for k in range(MathFamilyConfig().n_inputs + 1)], "too_many_inputs"),
         ("x**2", ["1", "2", "3", "x"], "bad_input"),
         ("x**2", ["1", "2", "3", "1/0"], "bad_input"),
         ("x**2", ["1", "2", "3", "123456789"], "number_too_large"),

@@ -8,7 +8,9 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
+from flywheel.verifiers.jsonl import read_objects
 from flywheel.verifiers.sandbox import Job, Sandbox, SandboxConfig, Status
 from flywheel.verifiers.values import values_equal
 
@@ -22,10 +24,8 @@ class Row:
     output: str
 
 
-def parse_row(obj: object, line_no: int) -> Row:
+def parse_row(obj: dict[str, Any], line_no: int) -> Row:
     """Validate one decoded JSON row; raises ValueError naming the line and the problem."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"line {line_no}: row must be a JSON object")
     code = obj.get("code", obj.get("snippet"))
     imports = obj.get("imports") or []
     if not isinstance(code, str):
@@ -41,17 +41,7 @@ def parse_row(obj: object, line_no: int) -> Row:
 
 def read_rows(path: str) -> list[Row]:
     """All rows of a JSONL file (blank lines skipped); raises OSError or ValueError with the line number."""
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {line_no}: invalid JSON: {exc}") from None
-            rows.append(parse_row(obj, line_no))
-    return rows
+    return [parse_row(obj, line_no) for line_no, obj in read_objects(path)]
 
 
 def main(argv: list[str]) -> int:
@@ -78,9 +68,25 @@ def main(argv: list[str]) -> int:
         ok = result.status == Status.OK and values_equal(result.value or "", row.output)
         passed += ok
         counts[str(result.status)] += 1
-        print(json.dumps({"index": index, "status": str(result.status), "passed": ok,
-                          "got": result.value if result.status == Status.OK else result.error}))
-    print(json.dumps({"rows": len(rows), "passed": passed, "failed": len(rows) - passed,
-                      "status_counts": dict(sorted(counts.items())),
-                      "seconds": round(time.perf_counter() - start, 3)}))
+        print(
+            json.dumps(
+                {
+                    "index": index,
+                    "status": str(result.status),
+                    "passed": ok,
+                    "got": result.value if result.status == Status.OK else result.error,
+                }
+            )
+        )
+    print(
+        json.dumps(
+            {
+                "rows": len(rows),
+                "passed": passed,
+                "failed": len(rows) - passed,
+                "status_counts": dict(sorted(counts.items())),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+        )
+    )
     return 0

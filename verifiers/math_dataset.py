@@ -8,27 +8,19 @@ import sys
 import time
 from collections import Counter
 
+from flywheel.verifiers.jsonl import read_objects
 from flywheel.verifiers.math import MathChecker
 
 
 def _load(path: str) -> list[tuple[str, str]]:
     """Rows as (gold, prediction); ValueError names the first bad line."""
     pairs = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"line {lineno}: expected a JSON object")
-            gold = row.get("gold", row.get("answer"))
-            pred = row.get("prediction")
-            if not isinstance(gold, str) or not isinstance(pred, str):
-                raise ValueError(f"line {lineno}: needs string fields 'gold' (or 'answer') and 'prediction'")
-            pairs.append((gold, pred))
+    for line_no, row in read_objects(path):
+        gold = row.get("gold", row.get("answer"))
+        prediction = row.get("prediction")
+        if not isinstance(gold, str) or not isinstance(prediction, str):
+            raise ValueError(f"line {line_no}: needs string fields 'gold' (or 'answer') and 'prediction'")
+        pairs.append((gold, prediction))
     return pairs
 
 
