@@ -13,15 +13,34 @@ import time
 from flywheel.verifiers.math import MathChecker
 
 HARD = [
-    ("\\frac{1}{2004!}", "\\frac{1}{2006!}"), ("10^{-20}", "2\\cdot 10^{-20}"), ("3", "3 +"),
-    ("x^2-1=0", "x^2-4=0"), ("\\boxed{x^2-1=0}", "\\boxed{x^2-4=0}"), ("\\frac{1}{2}", "\\frac{1}{"),
-    ("x = 2", "2x - 4 = 0"), ("x^2 = 1", "x = 1"), ("\\pm 2", "\\{-2, 2\\}"), ("[1, 3)", "[1, 3]"),
-    ("(1, 2)", "[1, 2]"), ("\\sqrt{x^2}", "x"), ("(x+1)^2", "x^2+2x+1"), ("\\sin^2 x + \\cos^2 x", "1"),
+    ("\\frac{1}{2004!}", "\\frac{1}{2006!}"),
+    ("10^{-20}", "2\\cdot 10^{-20}"),
+    ("3", "3 +"),
+    ("x^2-1=0", "x^2-4=0"),
+    ("\\boxed{x^2-1=0}", "\\boxed{x^2-4=0}"),
+    ("\\frac{1}{2}", "\\frac{1}{"),
+    ("x = 2", "2x - 4 = 0"),
+    ("x^2 = 1", "x = 1"),
+    ("\\pm 2", "\\{-2, 2\\}"),
+    ("[1, 3)", "[1, 3]"),
+    ("(1, 2)", "[1, 2]"),
+    ("\\sqrt{x^2}", "x"),
+    ("(x+1)^2", "x^2+2x+1"),
+    ("\\sin^2 x + \\cos^2 x", "1"),
     ("y = 2x+1", "2x - y + 1 = 0"),
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
-    ("50\\%", "50"), ("30^\\circ", "30"), ("5\\text{ cm}", "5"), ("1{,}000", "1000"), ("3\\frac{1}{2}", "\\frac{7}{2}"),
-    ("\\pi", "3.14"), ("\\sqrt{2}", "1.414"), ("1/3", "0.333333333333"), ("x > 2", "(2, \\infty)"),
-    ("(1,2,3)", "(3,2,1)"), ("2, -2", "\\pm 2"), ("\\infty", "-\\infty"),
+    ("50\\%", "50"),
+    ("30^\\circ", "30"),
+    ("5\\text{ cm}", "5"),
+    ("1{,}000", "1000"),
+    ("3\\frac{1}{2}", "\\frac{7}{2}"),
+    ("\\pi", "3.14"),
+    ("\\sqrt{2}", "1.414"),
+    ("1/3", "0.333333333333"),
+    ("x > 2", "(2, \\infty)"),
+    ("(1,2,3)", "(3,2,1)"),
+    ("2, -2", "\\pm 2"),
+    ("\\infty", "-\\infty"),
 ]
 
 
@@ -80,8 +99,10 @@ def main() -> None:
     mv_hard, _ = run_math_verify(HARD)
 
     agree = sum(o.equal == m for o, m in zip(ours_easy, mv_easy, strict=True))
-    print(f"easy pairs: {len(easy)}  ours {len(easy) / ours_easy_s:.0f} checks/s ({workers} workers), "
-          f"math-verify {len(easy) / mv_easy_s:.0f} checks/s (1 process)")
+    print(
+        f"easy pairs: {len(easy)}  ours {len(easy) / ours_easy_s:.0f} checks/s ({workers} workers), "
+        f"math-verify {len(easy) / mv_easy_s:.0f} checks/s (1 process)"
+    )
     print(f"easy agreement: {agree}/{len(easy)} ({100 * agree / len(easy):.1f}%)")
     for (g, p), o, m in zip(easy, ours_easy, mv_easy, strict=True):
         if o.equal != m:
@@ -91,8 +112,10 @@ def main() -> None:
     for (g, p), o, m in zip(HARD, ours_hard, mv_hard, strict=True):
         if o.equal != m:
             print(f"  {g!r} vs {p!r}: ours {o.verdict} ({o.reason}); math-verify equal={m}")
-    print(f"max latency per check: easy {max_easy * 1000:.1f} ms, hard {max_hard * 1000:.1f} ms "
-          f"(timeout {timeout_s:.1f} s); hard set took {ours_hard_s:.2f} s")
+    print(
+        f"max latency per check: easy {max_easy * 1000:.1f} ms, hard {max_hard * 1000:.1f} ms "
+        f"(timeout {timeout_s:.1f} s); hard set took {ours_hard_s:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -30,8 +30,13 @@ def baseline(n: int) -> float:
     """Calls/s of one fresh interpreter per call (sequential), same memory/CPU limits."""
     start = time.perf_counter()
     for i in range(n):
-        subprocess.run([sys.executable, "-c", BASELINE_RUNNER, TEMPLATE.format(i=i, j=i % 3), INPUTS[i % 8]],
-                       capture_output=True, timeout=5, preexec_fn=_limits, check=True)
+        subprocess.run(
+            [sys.executable, "-c", BASELINE_RUNNER, TEMPLATE.format(i=i, j=i % 3), INPUTS[i % 8]],
+            capture_output=True,
+            timeout=5,
+            preexec_fn=_limits,
+            check=True,
+        )
     return n / (time.perf_counter() - start)
 
 

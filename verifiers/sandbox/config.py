@@ -50,9 +50,11 @@ class SandboxConfig:
     `isolation`: "auto" (namespaces when available, else degrade with a warning), "full" (fail without
     namespaces), "rlimits" (skip namespaces; rlimits, uid drop, no_new_privs and seccomp only).
     `static_check=False` is for tests that prove the deeper walls hold on their own.
+    `workers` is the number of concurrent child slots; two per core hide the fork and pipe latency
+    (measured with benchmarks/sandbox.py, see docs/sandbox.md).
     """
 
-    workers: int = os.cpu_count() or 1
+    workers: int = 2 * (os.cpu_count() or 1)
     timeout_s: float = 1.0
     memory_mb: int = 512
     max_value_chars: int = 10_000

@@ -1,0 +1,146 @@
+"""Flywheel self-play step vs a plain TRL GRPO step, same tiny model, same prompts and generation counts.
+
+    .venv/bin/python benchmarks/train_step.py [--steps 4] [--families code_deduction math_deduction]
+
+Both trainers run in this process, one after the other, on the same prompt set (the rendered proposer and
+solver prompts of a first self-play step), `num_generations` samples per prompt and one completion length.
+Printed: mean step time of each (after one warm-up step), their ratio with the self-play-only solver
+samples (the n solve-rate estimates, needed by design) excluded, those samples' time on its own (plus the
+measured cost of estimating one task, since an untrained model rarely proposes a valid task), and the share
+of the self-play step spent in verification (proposal validation + answer checking).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from statistics import fmean
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def mean_after_warmup(history: list[dict[str, float]], key: str) -> float:
+    values = [row[key] for row in history if key in row]
+    return fmean(values[1:]) if len(values) > 1 else fmean(values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=4, help="measured steps (plus one warm-up)")
+    parser.add_argument("--families", nargs="+", default=["code_deduction", "math_deduction"])
+    parser.add_argument("--batch", type=int, default=2, help="proposer and solver prompts per family")
+    parser.add_argument("--num_generations", type=int, default=4)
+    parser.add_argument("--length", type=int, default=32, help="max completion tokens (both roles)")
+    options = parser.parse_args()
+
+    from datasets import Dataset
+    from flywheel.agents import configure_threads, load_policy
+    from flywheel.envs import make_family
+    from flywheel.envs.buffer import TaskStore
+    from flywheel.train.config import FlywheelConfig
+    from flywheel.train.metrics import StepRecord
+    from flywheel.train.selfplay import SelfPlay
+    from flywheel.train.trainer import FlywheelTrainer
+    from trl import GRPOConfig, GRPOTrainer
+
+    configure_threads()
+    work = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
+    common = {
+        "num_generations": options.num_generations,
+        "learning_rate": 1e-3,
+        "beta": 0.0,
+        "gradient_checkpointing": False,
+        "logging_steps": 1,
+        "save_strategy": "no",
+        "report_to": "none",
+        "max_steps": options.steps + 1,
+        "seed": 0,
+        "disable_tqdm": True,
+    }
+    config = FlywheelConfig(
+        output_dir=str(work / "flywheel"),
+        families=options.families,
+        proposer_batch_size=options.batch,
+        solver_batch_size=options.batch,
+        n_solver_samples=options.num_generations,
+        k_references=2,
+        max_proposer_completion_length=options.length,
+        max_solver_completion_length=options.length,
+        template="r1",
+        **common,
+    )
+    families = {name: make_family(name) for name in options.families}
+    game = SelfPlay(
+        families, TaskStore(work / "tasks.sqlite"), config.reward_config(), buffer_capacity=1000, k_references=2, seed=0
+    )
+    game.seed_buffers()
+    model, tokenizer = load_policy("flywheel/tiny", dtype="float32", device="cpu")
+    flywheel = FlywheelTrainer(model, config, game, tokenizer)
+
+    # The same prompts for TRL: one self-play step's proposer and solver prompts, rendered the same way.
+    prompts = [
+        flywheel.agent.render(p, "propose") for name in families for p in game.proposer_prompts(name, options.batch)
+    ]
+    prompts += [
+        flywheel.agent.render(families[name].solver_prompt(task), "solve")
+        for name in families
+        for task in game.solver_tasks(name, options.batch, fresh=0)
+    ]
+    per_estimate = StepRecord(step=0, families=list(families))
+    seed_tasks = [task for name in families for task in game.buffers[name].sample(1, game.rng)]
+    flywheel._attempt(seed_tasks, config.n_solver_samples, per_estimate, "generate_estimate")
+    estimate_per_task = per_estimate.timings["generate_estimate"] / len(seed_tasks)
+
+    flywheel.train()
+    history = flywheel.state.log_history
+    step = mean_after_warmup(history, "step_time")
+    estimate = (
+        mean_after_warmup(history, "selfplay/time/generate_estimate")
+        if any("selfplay/time/generate_estimate" in row for row in history)
+        else 0.0
+    )
+    verification = mean_after_warmup(history, "selfplay/time/validate") + mean_after_warmup(
+        history, "selfplay/time/verify"
+    )
+    game.close()
+
+    def length_reward(completions: list[str], **_: object) -> list[float]:
+        return [len(text) / 100 for text in completions]
+
+    baseline_config = GRPOConfig(
+        output_dir=str(work / "trl"),
+        per_device_train_batch_size=len(prompts) * options.num_generations,
+        max_completion_length=options.length,
+        use_cpu=True,
+        bf16=False,
+        **common,
+    )
+    model, tokenizer = load_policy("flywheel/tiny", dtype="float32", device="cpu")
+    baseline = GRPOTrainer(
+        model,
+        reward_funcs=length_reward,
+        args=baseline_config,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+        processing_class=tokenizer,
+    )
+    baseline.train()
+    trl_step = mean_after_warmup(baseline.state.log_history, "step_time")
+
+    rows = len(prompts) * options.num_generations
+    print(
+        f"rollouts per step: {rows} ({len(prompts)} prompts x {options.num_generations}), {options.length} tokens max"
+    )
+    print(f"flywheel self-play step:   {step:7.2f} s")
+    print(
+        f"  solve-rate estimation:   {estimate:7.2f} s  (n={config.n_solver_samples} untrained samples per valid task;"
+    )
+    print(f"                                       measured {estimate_per_task:.2f} s per estimated task)")
+    print(f"  verification:            {verification:7.3f} s  = {100 * verification / step:.2f} % of the step")
+    print(f"plain TRL GRPO step:       {trl_step:7.2f} s")
+    print(f"ratio (estimation excluded): {(step - estimate) / trl_step:.3f}")
+
+
+if __name__ == "__main__":
+    main()
