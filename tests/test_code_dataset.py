@@ -22,17 +22,30 @@ def _write(path: Path, rows: list[object]) -> Path:
 
 
 def test_rows_lines_and_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _write(tmp_path / "rows.jsonl", [
-        {"code": "def f(a, b):\n    return a + b", "input": "1, 2", "output": "3"},
-        {"snippet": "def f(x):\n    return math.sqrt(x)", "imports": ["import math"], "input": "4", "output": "2.0"},
-        {"code": "def f(x):\n    return x", "input": "1", "output": "2"},
-        {"code": "import os\ndef f():\n    return 1", "input": "", "output": "1"},
-        {"code": "def f():\n    return 1 / 0", "input": "", "output": "1"},
-    ])
+    data = _write(
+        tmp_path / "rows.jsonl",
+        [
+            {"code": "def f(a, b):\n    return a + b", "input": "1, 2", "output": "3"},
+            {
+                "snippet": "def f(x):\n    return math.sqrt(x)",
+                "imports": ["import math"],
+                "input": "4",
+                "output": "2.0",
+            },
+            {"code": "def f(x):\n    return x", "input": "1", "output": "2"},
+            {"code": "import os\ndef f():\n    return 1", "input": "", "output": "1"},
+            {"code": "def f():\n    return 1 / 0", "input": "", "output": "1"},
+        ],
+    )
     assert main([str(data)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["index"], r["status"], r["passed"]) for r in lines[:-1]] == [
-        (0, "ok", True), (1, "ok", True), (2, "ok", False), (3, "rejected", False), (4, "error", False)]
+        (0, "ok", True),
+        (1, "ok", True),
+        (2, "ok", False),
+        (3, "rejected", False),
+        (4, "error", False),
+    ]
     assert lines[1]["got"] == "2.0"
     totals = lines[-1]
     assert (totals["rows"], totals["passed"], totals["failed"]) == (5, 2, 3)
@@ -40,15 +53,19 @@ def test_rows_lines_and_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert totals["seconds"] >= 0
 
 
-@pytest.mark.parametrize(("line", "needle"), [
-    ("{not json", "line 2: invalid JSON"),
-    ('{"input": "1", "output": "1"}', "line 2: missing string field 'code'"),
-    ('{"code": "x", "output": "1"}', "line 2: missing string field 'input'"),
-    ('{"code": "x", "input": "1", "output": "1", "imports": "math"}', "line 2: 'imports'"),
-    ("[1, 2]", "line 2: row must be a JSON object"),
-])
-def test_malformed_row_exits_2_with_line_number(tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str,
-                                                 needle: str) -> None:
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("{not json", "line 2: invalid JSON"),
+        ('{"input": "1", "output": "1"}', "line 2: missing string field 'code'"),
+        ('{"code": "x", "output": "1"}', "line 2: missing string field 'input'"),
+        ('{"code": "x", "input": "1", "output": "1", "imports": "math"}', "line 2: 'imports'"),
+        ("[1, 2]", "line 2: row must be a JSON object"),
+    ],
+)
+def test_malformed_row_exits_2_with_line_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, needle: str
+) -> None:
     data = _write(tmp_path / "bad.jsonl", [{"code": "def f():\n    return 1", "input": "", "output": "1"}, line])
     assert main([str(data)]) == 2
     captured = capsys.readouterr()
@@ -62,9 +79,18 @@ def test_unreadable_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_azr_seed_replay_through_cli(shared_data: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from flywheel.train.cli import main; sys.exit(main())",
-         "verify", "code", str(shared_data / "azr_7b_coder_seed_io.jsonl")],
-        capture_output=True, text=True, timeout=300, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from flywheel.train.cli import main; sys.exit(main())",
+            "verify",
+            "code",
+            str(shared_data / "azr_7b_coder_seed_io.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]

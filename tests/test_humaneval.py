@@ -29,8 +29,9 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def test_static_check_on_humaneval(problems: list[dict]) -> None:
-    rejected = {p["task_id"] for p in problems
-                if check_program(harness(p, p["canonical_solution"]).program, HUMANEVAL_IMPORTS)}
+    rejected = {
+        p["task_id"] for p in problems if check_program(harness(p, p["canonical_solution"]).program, HUMANEVAL_IMPORTS)
+    }
     assert rejected == {"HumanEval/160"}  # `return eval(expression)`
 
 

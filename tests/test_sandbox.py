@@ -98,8 +98,9 @@ def _settled(sb: Sandbox) -> tuple[int, int, int]:
 
 
 def test_nothing_leaks_after_hostile_batch() -> None:
-    config = SandboxConfig(workers=2, timeout_s=0.3, static_check=False,
-                           allowed_imports=frozenset({"os", "threading", "time", "signal"}))
+    config = SandboxConfig(
+        workers=2, timeout_s=0.3, static_check=False, allowed_imports=frozenset({"os", "threading", "time", "signal"})
+    )
     with Sandbox(config) as sb:
         sb.run("def f():\n    return 1", [""])
         before = _settled(sb)

@@ -15,14 +15,29 @@ from pathlib import Path
 import pytest
 from flywheel.verifiers.sandbox import DEFAULT_ALLOWED_IMPORTS, Sandbox, SandboxConfig, Status
 
-RELAXED_IMPORTS = DEFAULT_ALLOWED_IMPORTS | {"os", "sys", "subprocess", "socket", "ctypes", "signal", "threading",
-                                             "builtins", "gc"}
+RELAXED_IMPORTS = DEFAULT_ALLOWED_IMPORTS | {
+    "os",
+    "sys",
+    "subprocess",
+    "socket",
+    "ctypes",
+    "signal",
+    "threading",
+    "builtins",
+    "gc",
+}
 
 
 @pytest.fixture(scope="module", params=["full", "rlimits"])
 def relaxed(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
-    config = SandboxConfig(workers=2, timeout_s=1.0, memory_mb=256, static_check=False,
-                           allowed_imports=RELAXED_IMPORTS, isolation=request.param)
+    config = SandboxConfig(
+        workers=2,
+        timeout_s=1.0,
+        memory_mb=256,
+        static_check=False,
+        allowed_imports=RELAXED_IMPORTS,
+        isolation=request.param,
+    )
     with Sandbox(config) as sb:
         yield sb
 
@@ -122,17 +137,21 @@ def test_import_and_builtins_tricks_against_deeper_walls(relaxed: Sandbox) -> No
 
 
 def test_ctypes(relaxed: Sandbox) -> None:
-    program = ("import ctypes\ndef f():\n    libc = ctypes.CDLL(None)\n"
-               "    assert libc.unshare(0x40000000) == 0, 'unshare refused'\n    return 'escaped'")
+    program = (
+        "import ctypes\ndef f():\n    libc = ctypes.CDLL(None)\n"
+        "    assert libc.unshare(0x40000000) == 0, 'unshare refused'\n    return 'escaped'"
+    )
     assert one(relaxed, program) == (Status.ERROR, "AssertionError: unshare refused")
     status, error = one(relaxed, "import ctypes\ndef f():\n    return ctypes.string_at(0)")
     assert status == Status.ERROR and "SIGSEGV" in error
 
 
 def test_signal_tampering(relaxed: Sandbox) -> None:
-    program = ("import signal\ndef f():\n"
-               "    for s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU):\n"
-               "        signal.signal(s, signal.SIG_IGN)\n    while True:\n        pass")
+    program = (
+        "import signal\ndef f():\n"
+        "    for s in (signal.SIGTERM, signal.SIGALRM, signal.SIGINT, signal.SIGXCPU):\n"
+        "        signal.signal(s, signal.SIG_IGN)\n    while True:\n        pass"
+    )
     assert one(relaxed, program)[0] == Status.TIMEOUT
 
 
@@ -144,8 +163,10 @@ def test_sys_exit_and_os_exit(relaxed: Sandbox) -> None:
 
 
 def test_threads_that_outlive_the_call(relaxed: Sandbox) -> None:
-    program = ("import threading, time\ndef f():\n    threading.Thread(target=time.sleep, args=(30,)).start()\n"
-               "    return 'started'")
+    program = (
+        "import threading, time\ndef f():\n    threading.Thread(target=time.sleep, args=(30,)).start()\n"
+        "    return 'started'"
+    )
     status, error = one(relaxed, program)
     assert status == Status.ERROR and "thread" in error
 
@@ -158,8 +179,10 @@ def test_huge_ints(relaxed: Sandbox) -> None:
 
 
 def test_lying_objects(relaxed: Sandbox) -> None:
-    liar = ("class Liar:\n    def __eq__(self, other):\n        return True\n    def __repr__(self):\n"
-            "        return '42'\n    __hash__ = object.__hash__\n")
+    liar = (
+        "class Liar:\n    def __eq__(self, other):\n        return True\n    def __repr__(self):\n"
+        "        return '42'\n    __hash__ = object.__hash__\n"
+    )
     assert one(relaxed, liar + "def f():\n    return Liar()") == (Status.ERROR, "unsupported return type: Liar")
     assert one(relaxed, liar + "def f():\n    return [1, {Liar()}]")[0] == Status.ERROR
     sub = "class I(int):\n    def __eq__(self, o):\n        return True\ndef f():\n    return I(1)"
@@ -177,14 +200,17 @@ def test_recursion_bomb(relaxed: Sandbox) -> None:
 HARNESS = "\ndef check(candidate):\n    assert candidate(2) == 4\n\ndef f():\n    check(double)\n"
 
 
-@pytest.mark.parametrize("candidate", [
-    "def double(x):\n    import sys\n    sys.exit(0)",
-    "def double(x):\n    raise SystemExit(0)",
-    "def double(x):\n    import os\n    os._exit(0)",
-    "def double(x):\n    import sys\n    sys._getframe(1).f_locals['candidate'] = lambda x: 4\n    return 0",
-    "def double(x):\n    import sys\n    fr = sys._getframe()\n    while fr.f_back:\n        fr = fr.f_back\n"
-    "    fr.f_globals['check'] = lambda c: None\n    return 0",
-])
+@pytest.mark.parametrize(
+    "candidate",
+    [
+        "def double(x):\n    import sys\n    sys.exit(0)",
+        "def double(x):\n    raise SystemExit(0)",
+        "def double(x):\n    import os\n    os._exit(0)",
+        "def double(x):\n    import sys\n    sys._getframe(1).f_locals['candidate'] = lambda x: 4\n    return 0",
+        "def double(x):\n    import sys\n    fr = sys._getframe()\n    while fr.f_back:\n        fr = fr.f_back\n"
+        "    fr.f_globals['check'] = lambda c: None\n    return 0",
+    ],
+)
 def test_harness_cannot_fake_a_pass(relaxed: Sandbox, strict: Sandbox, candidate: str) -> None:
     assert one(relaxed, candidate + HARNESS)[0] != Status.OK
     assert one(strict, candidate + HARNESS)[0] != Status.OK

@@ -7,41 +7,47 @@ from flywheel.verifiers.sandbox import DEFAULT_ALLOWED_IMPORTS
 from flywheel.verifiers.static_check import check_program
 
 
-@pytest.mark.parametrize("source", [
-    "import math\nfrom collections import Counter\ndef f(x):\n    return math.sqrt(x)",
-    "class A:\n    def __init__(self):\n        super().__init__()\n    def __len__(self):\n        return 0",
-    "def f(input):\n    return input[::-1]",
-    "if __name__ == '__main__':\n    pass",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import math\nfrom collections import Counter\ndef f(x):\n    return math.sqrt(x)",
+        "class A:\n    def __init__(self):\n        super().__init__()\n    def __len__(self):\n        return 0",
+        "def f(input):\n    return input[::-1]",
+        "if __name__ == '__main__':\n    pass",
+    ],
+)
 def test_accepts_ordinary_programs(source: str) -> None:
     assert check_program(source, DEFAULT_ALLOWED_IMPORTS) == []
 
 
-@pytest.mark.parametrize(("source", "needle"), [
-    ("import os", "'os'"),
-    ("import os.path", "'os.path'"),
-    ("from subprocess import run", "'subprocess'"),
-    ("from . import x", "'.'"),
-    ("__import__('os')", "__import__"),
-    ("x = __builtins__", "__builtins__"),
-    ("eval('1')", "eval"),
-    ("exec('1')", "exec"),
-    ("compile('1', '', 'eval')", "compile"),
-    ("open('/etc/passwd')", "open"),
-    ("globals()", "globals"),
-    ("vars()", "vars"),
-    ("getattr(1, 'real')", "getattr"),
-    ("setattr(f, 'x', 1)", "setattr"),
-    ("breakpoint()", "breakpoint"),
-    ("input()", "input"),
-    ("memoryview(b'')", "memoryview"),
-    ("().__class__.__bases__[0].__subclasses__()", "__class__"),
-    ("f.__globals__", "__globals__"),
-    ("def g():\n    yield\ng().gi_frame.f_back", "gi_frame"),
-    ("import random\nrandom._inst.f_globals", "f_globals"),
-    ("'{0.__class__}'.format(1)", "format field"),
-    ("def f(:", "does not parse"),
-])
+@pytest.mark.parametrize(
+    ("source", "needle"),
+    [
+        ("import os", "'os'"),
+        ("import os.path", "'os.path'"),
+        ("from subprocess import run", "'subprocess'"),
+        ("from . import x", "'.'"),
+        ("__import__('os')", "__import__"),
+        ("x = __builtins__", "__builtins__"),
+        ("eval('1')", "eval"),
+        ("exec('1')", "exec"),
+        ("compile('1', '', 'eval')", "compile"),
+        ("open('/etc/passwd')", "open"),
+        ("globals()", "globals"),
+        ("vars()", "vars"),
+        ("getattr(1, 'real')", "getattr"),
+        ("setattr(f, 'x', 1)", "setattr"),
+        ("breakpoint()", "breakpoint"),
+        ("input()", "input"),
+        ("memoryview(b'')", "memoryview"),
+        ("().__class__.__bases__[0].__subclasses__()", "__class__"),
+        ("f.__globals__", "__globals__"),
+        ("def g():\n    yield\ng().gi_frame.f_back", "gi_frame"),
+        ("import random\nrandom._inst.f_globals", "f_globals"),
+        ("'{0.__class__}'.format(1)", "format field"),
+        ("def f(:", "does not parse"),
+    ],
+)
 def test_rejects_with_reason(source: str, needle: str) -> None:
     problems = check_program(source, DEFAULT_ALLOWED_IMPORTS)
     assert problems and any(needle in p for p in problems), problems

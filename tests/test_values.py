@@ -15,10 +15,32 @@ from flywheel.verifiers.values import (
 )
 
 
-@pytest.mark.parametrize("value", [
-    0, -5, 2**200, 1.5, -0.0, math.inf, -math.inf, 1 + 2j, complex(math.inf, 1), "a'b\"c", b"\x00x", None, True,
-    [1, [2, (3,)]], (), (1,), {"b": 1, "a": [2]}, {3, 1, 2}, frozenset({"x"}), set(), frozenset(),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0,
+        -5,
+        2**200,
+        1.5,
+        -0.0,
+        math.inf,
+        -math.inf,
+        1 + 2j,
+        complex(math.inf, 1),
+        "a'b\"c",
+        b"\x00x",
+        None,
+        True,
+        [1, [2, (3,)]],
+        (),
+        (1,),
+        {"b": 1, "a": [2]},
+        {3, 1, 2},
+        frozenset({"x"}),
+        set(),
+        frozenset(),
+    ],
+)
 def test_canonical_round_trips(value: object) -> None:
     text = canonical(value)
     assert canonical(parse_literal(text)) == text

@@ -5,27 +5,92 @@ from __future__ import annotations
 import ast
 import re
 
-DENIED_NAMES = frozenset({
-    "__import__", "__builtins__", "__loader__", "__spec__", "__build_class__", "eval", "exec", "compile",
-    "open", "globals", "locals", "vars", "getattr", "setattr", "delattr", "breakpoint", "input",
-    "memoryview", "exit", "quit", "help", "copyright", "credits", "license",
-})
+DENIED_NAMES = frozenset(
+    {
+        "__import__",
+        "__builtins__",
+        "__loader__",
+        "__spec__",
+        "__build_class__",
+        "eval",
+        "exec",
+        "compile",
+        "open",
+        "globals",
+        "locals",
+        "vars",
+        "getattr",
+        "setattr",
+        "delattr",
+        "breakpoint",
+        "input",
+        "memoryview",
+        "exit",
+        "quit",
+        "help",
+        "copyright",
+        "credits",
+        "license",
+    }
+)
 # Denied names that are harmless once the program binds its own variable of that name (stdin is /dev/null):
 # `def f(input): ...` is common in generated code.
 REBINDABLE_NAMES = frozenset({"input", "help", "copyright", "credits", "license", "exit", "quit"})
 # Dunder methods a plain class legitimately defines or calls (e.g. super().__init__()); all other dunder
 # attributes (__class__, __globals__, __subclasses__, __dict__, ...) are introspection and denied.
-SAFE_DUNDER_ATTRS = frozenset({
-    "__init__", "__post_init__", "__name__", "__len__", "__iter__", "__next__", "__getitem__",
-    "__setitem__", "__contains__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__hash__",
-    "__str__", "__repr__", "__add__", "__sub__", "__mul__", "__bool__",
-})
+SAFE_DUNDER_ATTRS = frozenset(
+    {
+        "__init__",
+        "__post_init__",
+        "__name__",
+        "__len__",
+        "__iter__",
+        "__next__",
+        "__getitem__",
+        "__setitem__",
+        "__contains__",
+        "__eq__",
+        "__ne__",
+        "__lt__",
+        "__le__",
+        "__gt__",
+        "__ge__",
+        "__hash__",
+        "__str__",
+        "__repr__",
+        "__add__",
+        "__sub__",
+        "__mul__",
+        "__bool__",
+    }
+)
 # Frame, traceback, generator and code-object attributes: ways to reach other scopes without dunders.
-DENIED_ATTRS = frozenset({
-    "f_back", "f_globals", "f_locals", "f_builtins", "f_code", "f_trace", "tb_frame", "tb_next",
-    "gi_frame", "gi_code", "gi_yieldfrom", "cr_frame", "cr_code", "cr_await", "ag_frame", "ag_code",
-    "co_code", "co_consts", "func_globals", "func_code", "_getframe", "mro",
-})
+DENIED_ATTRS = frozenset(
+    {
+        "f_back",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_code",
+        "f_trace",
+        "tb_frame",
+        "tb_next",
+        "gi_frame",
+        "gi_code",
+        "gi_yieldfrom",
+        "cr_frame",
+        "cr_code",
+        "cr_await",
+        "ag_frame",
+        "ag_code",
+        "co_code",
+        "co_consts",
+        "func_globals",
+        "func_code",
+        "_getframe",
+        "mro",
+    }
+)
 # "{0.__class__}".format(x) reads attributes through format fields.
 _FORMAT_DUNDER = re.compile(r"\{[^{}]*__")
 

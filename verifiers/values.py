@@ -65,8 +65,10 @@ def parse_arguments(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> tuple[tupl
         call = ast.parse(f"f({text}\n)", mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         raise ValueError(f"not an argument list: {type(exc).__name__}: {exc}") from None
-    if not isinstance(call, ast.Call) or any(isinstance(a, ast.Starred) for a in call.args) or any(
-        k.arg is None for k in call.keywords
+    if (
+        not isinstance(call, ast.Call)
+        or any(isinstance(a, ast.Starred) for a in call.args)
+        or any(k.arg is None for k in call.keywords)
     ):
         raise ValueError("not a plain argument list")
     budget = [MAX_NODES]
@@ -81,8 +83,14 @@ def _number(node: ast.expr) -> int | float | complex | None:
         inner = _number(node.operand)
         if inner is not None:
             return -inner if isinstance(node.op, ast.USub) else inner
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "float"
-            and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Constant)):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "float"
+        and len(node.args) == 1
+        and not node.keywords
+        and isinstance(node.args[0], ast.Constant)
+    ):
         arg = node.args[0].value
         if isinstance(arg, str) and arg.strip().lower() in _NONFINITE:
             return _NONFINITE[arg.strip().lower()]
@@ -117,8 +125,10 @@ def _build(node: ast.expr, depth: int, budget: list[int]) -> Any:
         if any(k is None for k in node.keys):
             raise ValueError("dict unpacking (**) is not a literal")
         try:
-            return {_build(k, depth + 1, budget): _build(v, depth + 1, budget)
-                    for k, v in zip(node.keys, node.values, strict=True)}  # type: ignore[arg-type]
+            return {
+                _build(k, depth + 1, budget): _build(v, depth + 1, budget)
+                for k, v in zip(node.keys, node.values, strict=True)
+            }  # type: ignore[arg-type]
         except TypeError as exc:
             raise ValueError(f"unhashable dict key: {exc}") from None
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:

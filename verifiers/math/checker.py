@@ -99,9 +99,7 @@ class MathChecker:
             else:
                 tasks.append(["compute", str(req.operation), expr, str(req.variable), params])
         replies = self._run(tasks)
-        return [
-            early[i] if i in early else ComputeResult(r[0], r[1], r[2], r[3]) for i, r in enumerate(replies)
-        ]
+        return [early[i] if i in early else ComputeResult(r[0], r[1], r[2], r[3]) for i, r in enumerate(replies)]
 
     def close(self) -> None:
         """Stop all workers."""
@@ -248,8 +246,9 @@ class MathChecker:
             p.deadline = now + self.timeout_s
             results[i] = reply[1:]
 
-    def _worker_failed(self, p: _Proc, tasks: list, results: list, latencies: list, pending: deque,
-                       reason: str) -> None:
+    def _worker_failed(
+        self, p: _Proc, tasks: list, results: list, latencies: list, pending: deque, reason: str
+    ) -> None:
         """Answer the task in progress `timeout`, re-queue the rest of the batch, replace the worker."""
         if p.batch:
             i = p.batch.popleft()

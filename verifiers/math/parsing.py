@@ -46,37 +46,118 @@ class Parsed:
 
 
 _FUNCS: dict[str, object] = {
-    "sqrt": sympy.sqrt, "cbrt": sympy.cbrt, "root": sympy.root, "exp": sympy.exp, "log": sympy.log,
-    "ln": sympy.log, "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot,
-    "sec": sympy.sec, "csc": sympy.csc, "asin": sympy.asin, "acos": sympy.acos, "atan": sympy.atan,
-    "acot": sympy.acot, "asec": sympy.asec, "acsc": sympy.acsc, "arcsin": sympy.asin,
-    "arccos": sympy.acos, "arctan": sympy.atan, "atan2": sympy.atan2, "sinh": sympy.sinh,
-    "cosh": sympy.cosh, "tanh": sympy.tanh, "coth": sympy.coth, "asinh": sympy.asinh,
-    "acosh": sympy.acosh, "atanh": sympy.atanh, "Abs": sympy.Abs, "abs": sympy.Abs, "sign": sympy.sign,
-    "floor": sympy.floor, "ceiling": sympy.ceiling, "ceil": sympy.ceiling, "factorial": sympy.factorial,
-    "binomial": sympy.binomial, "gamma": sympy.gamma, "loggamma": sympy.loggamma,
-    "digamma": sympy.digamma, "polygamma": sympy.polygamma, "gcd": sympy.gcd, "lcm": sympy.lcm,
-    "Min": sympy.Min, "Max": sympy.Max, "min": sympy.Min, "max": sympy.Max, "re": sympy.re,
-    "im": sympy.im, "conjugate": sympy.conjugate, "arg": sympy.arg, "Mod": sympy.Mod,
-    "Rational": sympy.Rational, "Piecewise": sympy.Piecewise, "Eq": sympy.Eq, "Ne": sympy.Ne,
-    "And": sympy.And, "Or": sympy.Or, "Not": sympy.Not, "Interval": sympy.Interval,
-    "Union": sympy.Union, "Intersection": sympy.Intersection, "Complement": sympy.Complement,
-    "FiniteSet": sympy.FiniteSet, "Matrix": sympy.Matrix, "LambertW": sympy.LambertW,
-    "erf": sympy.erf, "erfc": sympy.erfc, "erfi": sympy.erfi, "Si": sympy.Si, "Ci": sympy.Ci,
-    "Shi": sympy.Shi, "Chi": sympy.Chi, "Ei": sympy.Ei, "li": sympy.li, "polylog": sympy.polylog,
-    "zeta": sympy.zeta, "harmonic": sympy.harmonic, "RisingFactorial": sympy.RisingFactorial,
-    "FallingFactorial": sympy.FallingFactorial, "fresnels": sympy.fresnels, "fresnelc": sympy.fresnelc,
-    "Heaviside": sympy.Heaviside, "uppergamma": sympy.uppergamma, "lowergamma": sympy.lowergamma,
-    "beta": sympy.beta, "catalan": sympy.catalan, "fibonacci": sympy.fibonacci,
+    "sqrt": sympy.sqrt,
+    "cbrt": sympy.cbrt,
+    "root": sympy.root,
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "ln": sympy.log,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+    "cot": sympy.cot,
+    "sec": sympy.sec,
+    "csc": sympy.csc,
+    "asin": sympy.asin,
+    "acos": sympy.acos,
+    "atan": sympy.atan,
+    "acot": sympy.acot,
+    "asec": sympy.asec,
+    "acsc": sympy.acsc,
+    "arcsin": sympy.asin,
+    "arccos": sympy.acos,
+    "arctan": sympy.atan,
+    "atan2": sympy.atan2,
+    "sinh": sympy.sinh,
+    "cosh": sympy.cosh,
+    "tanh": sympy.tanh,
+    "coth": sympy.coth,
+    "asinh": sympy.asinh,
+    "acosh": sympy.acosh,
+    "atanh": sympy.atanh,
+    "Abs": sympy.Abs,
+    "abs": sympy.Abs,
+    "sign": sympy.sign,
+    "floor": sympy.floor,
+    "ceiling": sympy.ceiling,
+    "ceil": sympy.ceiling,
+    "factorial": sympy.factorial,
+    "binomial": sympy.binomial,
+    "gamma": sympy.gamma,
+    "loggamma": sympy.loggamma,
+    "digamma": sympy.digamma,
+    "polygamma": sympy.polygamma,
+    "gcd": sympy.gcd,
+    "lcm": sympy.lcm,
+    "Min": sympy.Min,
+    "Max": sympy.Max,
+    "min": sympy.Min,
+    "max": sympy.Max,
+    "re": sympy.re,
+    "im": sympy.im,
+    "conjugate": sympy.conjugate,
+    "arg": sympy.arg,
+    "Mod": sympy.Mod,
+    "Rational": sympy.Rational,
+    "Piecewise": sympy.Piecewise,
+    "Eq": sympy.Eq,
+    "Ne": sympy.Ne,
+    "And": sympy.And,
+    "Or": sympy.Or,
+    "Not": sympy.Not,
+    "Interval": sympy.Interval,
+    "Union": sympy.Union,
+    "Intersection": sympy.Intersection,
+    "Complement": sympy.Complement,
+    "FiniteSet": sympy.FiniteSet,
+    "Matrix": sympy.Matrix,
+    "LambertW": sympy.LambertW,
+    "erf": sympy.erf,
+    "erfc": sympy.erfc,
+    "erfi": sympy.erfi,
+    "Si": sympy.Si,
+    "Ci": sympy.Ci,
+    "Shi": sympy.Shi,
+    "Chi": sympy.Chi,
+    "Ei": sympy.Ei,
+    "li": sympy.li,
+    "polylog": sympy.polylog,
+    "zeta": sympy.zeta,
+    "harmonic": sympy.harmonic,
+    "RisingFactorial": sympy.RisingFactorial,
+    "FallingFactorial": sympy.FallingFactorial,
+    "fresnels": sympy.fresnels,
+    "fresnelc": sympy.fresnelc,
+    "Heaviside": sympy.Heaviside,
+    "uppergamma": sympy.uppergamma,
+    "lowergamma": sympy.lowergamma,
+    "beta": sympy.beta,
+    "catalan": sympy.catalan,
+    "fibonacci": sympy.fibonacci,
 }
 _INTERVAL_ATTRS = {"open": sympy.Interval.open, "Lopen": sympy.Interval.Lopen, "Ropen": sympy.Interval.Ropen}
 _CONSTS: dict[str, object] = {
-    "pi": sympy.pi, "E": sympy.E, "e": sympy.E, "oo": sympy.oo, "inf": sympy.oo, "infty": sympy.oo,
-    "infinity": sympy.oo, "I": sympy.I, "i": sympy.I, "EmptySet": sympy.S.EmptySet,
-    "True": sympy.true, "False": sympy.false, "zoo": sympy.zoo, "nan": sympy.nan,
+    "pi": sympy.pi,
+    "E": sympy.E,
+    "e": sympy.E,
+    "oo": sympy.oo,
+    "inf": sympy.oo,
+    "infty": sympy.oo,
+    "infinity": sympy.oo,
+    "I": sympy.I,
+    "i": sympy.I,
+    "EmptySet": sympy.S.EmptySet,
+    "True": sympy.true,
+    "False": sympy.false,
+    "zoo": sympy.zoo,
+    "nan": sympy.nan,
 }
 _CMP = {
-    ast.Eq: sympy.Eq, ast.NotEq: sympy.Ne, ast.Lt: sympy.Lt, ast.LtE: sympy.Le, ast.Gt: sympy.Gt,
+    ast.Eq: sympy.Eq,
+    ast.NotEq: sympy.Ne,
+    ast.Lt: sympy.Lt,
+    ast.LtE: sympy.Le,
+    ast.Gt: sympy.Gt,
     ast.GtE: sympy.Ge,
 }
 _DECIMAL = re.compile(r"(?<![\w.])(\d*\.\d+|\d+\.(?!\d)|\d+(?:\.\d*)?[eE][+-]?\d+)")
@@ -132,8 +213,15 @@ def _extract(text: str) -> str:
 
 def _parse_plain_answer(text: str) -> object:
     text = (
-        text.replace("−", "-").replace("×", "*").replace("·", "*").replace("÷", "/").replace("π", "pi")
-        .replace("∞", "oo").replace("√", "sqrt").replace("°", "").replace("%", "")
+        text.replace("−", "-")
+        .replace("×", "*")
+        .replace("·", "*")
+        .replace("÷", "/")
+        .replace("π", "pi")
+        .replace("∞", "oo")
+        .replace("√", "sqrt")
+        .replace("°", "")
+        .replace("%", "")
     )
     text = _UNIT_WORDS.sub("", text).strip()
     if _THOUSANDS.match(text):
@@ -203,12 +291,16 @@ def _retokenize(text: str) -> str:
             s = "**"
         elif tok.type == tokenize.OP and s == "=":
             s = "=="
-        if prev is not None and (
-            (prev.type == tokenize.NUMBER and tok.type in (tokenize.NAME, tokenize.NUMBER))
-            or (prev.type == tokenize.NUMBER and s == "(")
-            or (prev.string == ")" and (tok.type in (tokenize.NAME, tokenize.NUMBER) or s == "("))
-            or (prev.type == tokenize.NAME and tok.type == tokenize.NAME)
-        ) and s not in ("if", "else", "or", "and", "for", "in", "not", "is", "lambda"):
+        if (
+            prev is not None
+            and (
+                (prev.type == tokenize.NUMBER and tok.type in (tokenize.NAME, tokenize.NUMBER))
+                or (prev.type == tokenize.NUMBER and s == "(")
+                or (prev.string == ")" and (tok.type in (tokenize.NAME, tokenize.NUMBER) or s == "("))
+                or (prev.type == tokenize.NAME and tok.type == tokenize.NAME)
+            )
+            and s not in ("if", "else", "or", "and", "for", "in", "not", "is", "lambda")
+        ):
             out.append("*")
         out.append(s)
         prev = tok

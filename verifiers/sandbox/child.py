@@ -28,16 +28,54 @@ _LIBC = ctypes.CDLL(None, use_errno=True)
 MAX_ERROR_CHARS = 1000
 # Denied outright (EPERM).  Socket creation is denied separately for every family except AF_UNIX.
 DENIED_SYSCALLS = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2", "pivot_root", "chroot",
-    "unshare", "setns", "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "kexec_load",
-    "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot", "swapon", "swapoff",
-    "userfaultfd", "io_uring_setup", "acct", "settimeofday", "clock_settime", "syslog", "quotactl",
-    "name_to_handle_at", "open_by_handle_at", "fanotify_init", "personality",
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "userfaultfd",
+    "io_uring_setup",
+    "acct",
+    "settimeofday",
+    "clock_settime",
+    "syslog",
+    "quotactl",
+    "name_to_handle_at",
+    "open_by_handle_at",
+    "fanotify_init",
+    "personality",
 )
 # Without a private mount namespace the program must not create anything on the host file system.
 FILE_CREATION_SYSCALLS = (
-    "creat", "mkdir", "mkdirat", "link", "linkat", "symlink", "symlinkat", "rename", "renameat",
-    "renameat2", "mknod", "mknodat",
+    "creat",
+    "mkdir",
+    "mkdirat",
+    "link",
+    "linkat",
+    "symlink",
+    "symlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "mknod",
+    "mknodat",
 )
 
 
@@ -119,8 +157,15 @@ class _Capture(io.TextIOBase):
         return len(s)
 
 
-def _lock_down(workdir: str, uid: int | None, limits: Limits, n_calls: int, devnull: int, result_fd: int,
-               seccomp: SeccompProgram | None) -> None:
+def _lock_down(
+    workdir: str,
+    uid: int | None,
+    limits: Limits,
+    n_calls: int,
+    devnull: int,
+    result_fd: int,
+    seccomp: SeccompProgram | None,
+) -> None:
     os.setsid()
     os.chdir(workdir)
     for fd in (0, 1, 2):
@@ -182,8 +227,17 @@ def _call(namespace: dict, entry: str, text: str, limits: Limits) -> tuple[str, 
         return "error", None, "value nested too deeply"
 
 
-def run_child(program: str, inputs: list[str], entry: str, workdir: str, uid: int | None, limits: Limits,
-              devnull: int, result_fd: int, seccomp: SeccompProgram | None) -> None:
+def run_child(
+    program: str,
+    inputs: list[str],
+    entry: str,
+    workdir: str,
+    uid: int | None,
+    limits: Limits,
+    devnull: int,
+    result_fd: int,
+    seccomp: SeccompProgram | None,
+) -> None:
     """Lock down, run the program once, then call `entry` on each input; always ends with os._exit."""
     write = os.write
     dumps = json.dumps
@@ -214,5 +268,5 @@ def run_child(program: str, inputs: list[str], entry: str, workdir: str, uid: in
         except MemoryError:
             payload = b'["memory", null, "MemoryError while reporting", ""]\n'
         while payload:
-            payload = payload[write(RESULT_FD, payload):]
+            payload = payload[write(RESULT_FD, payload) :]
     os._exit(0)

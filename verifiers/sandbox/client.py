@@ -51,17 +51,29 @@ class Sandbox:
 
     def _start(self) -> None:
         cfg = self.config
-        env = {"PYTHONHASHSEED": str(cfg.hash_seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            "PYTHONHASHSEED": str(cfg.hash_seed),
+            "PATH": "/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         self._proc = subprocess.Popen(
             [sys.executable, "-P", "-s", "-m", "flywheel.verifiers.sandbox.executor"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env, cwd="/",
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            cwd="/",
             close_fds=True,
         )
         setup = {
-            "workers": cfg.workers, "timeout_s": cfg.timeout_s, "memory_mb": cfg.memory_mb,
-            "max_value_chars": cfg.max_value_chars, "stdout_bytes": cfg.stdout_bytes,
-            "allowed_imports": sorted(cfg.allowed_imports), "isolation": cfg.isolation,
+            "workers": cfg.workers,
+            "timeout_s": cfg.timeout_s,
+            "memory_mb": cfg.memory_mb,
+            "max_value_chars": cfg.max_value_chars,
+            "stdout_bytes": cfg.stdout_bytes,
+            "allowed_imports": sorted(cfg.allowed_imports),
+            "isolation": cfg.isolation,
         }
         assert self._proc.stdin is not None and self._proc.stdout is not None
         os.write(self._proc.stdin.fileno(), (json.dumps(setup) + "\n").encode())
@@ -145,8 +157,12 @@ class Sandbox:
                 continue
             self._next_id += 1
             index_of[self._next_id] = i
-            payload += (json.dumps({"id": self._next_id, "program": job.program, "inputs": list(job.inputs),
-                                    "entry": job.entry}) + "\n").encode()
+            payload += (
+                json.dumps(
+                    {"id": self._next_id, "program": job.program, "inputs": list(job.inputs), "entry": job.entry}
+                )
+                + "\n"
+            ).encode()
         if index_of:
             with self._lock:
                 for job_id, raw in self._exchange(bytes(payload), set(index_of)):
@@ -174,7 +190,7 @@ class Sandbox:
             while pending:
                 for key, _ in sel.select():
                     if key.fd == in_fd:
-                        sent += os.write(in_fd, view[sent:sent + (1 << 16)])
+                        sent += os.write(in_fd, view[sent : sent + (1 << 16)])
                         if sent == len(view):
                             sel.unregister(in_fd)
                         continue

@@ -6,11 +6,38 @@ import os
 from dataclasses import dataclass
 from enum import StrEnum
 
-DEFAULT_ALLOWED_IMPORTS = frozenset({
-    "math", "cmath", "itertools", "functools", "collections", "heapq", "bisect", "re", "string", "fractions",
-    "decimal", "typing", "dataclasses", "operator", "statistics", "copy", "random", "datetime", "enum",
-    "array", "numbers", "abc", "json", "textwrap", "unicodedata", "calendar", "time", "queue",
-})
+DEFAULT_ALLOWED_IMPORTS = frozenset(
+    {
+        "math",
+        "cmath",
+        "itertools",
+        "functools",
+        "collections",
+        "heapq",
+        "bisect",
+        "re",
+        "string",
+        "fractions",
+        "decimal",
+        "typing",
+        "dataclasses",
+        "operator",
+        "statistics",
+        "copy",
+        "random",
+        "datetime",
+        "enum",
+        "array",
+        "numbers",
+        "abc",
+        "json",
+        "textwrap",
+        "unicodedata",
+        "calendar",
+        "time",
+        "queue",
+    }
+)
 
 
 class Status(StrEnum):

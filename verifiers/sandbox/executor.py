@@ -93,8 +93,12 @@ class Executor:
         self.timeout_s = float(config["timeout_s"])
         self.line_cap = int(config["max_value_chars"]) * 6 + int(config["stdout_bytes"]) * 6 + 8192
         self.limits = Limits(
-            memory_bytes=int(config["memory_mb"]) << 20, timeout_s=self.timeout_s, fsize_bytes=1 << 20,
-            nofile=32, stdout_bytes=int(config["stdout_bytes"]), max_value_chars=int(config["max_value_chars"]),
+            memory_bytes=int(config["memory_mb"]) << 20,
+            timeout_s=self.timeout_s,
+            fsize_bytes=1 << 20,
+            nofile=32,
+            stdout_bytes=int(config["stdout_bytes"]),
+            max_value_chars=int(config["max_value_chars"]),
             max_fd=min(resource.getrlimit(resource.RLIMIT_NOFILE)[0], 1 << 16),
         )
         self.warnings: list[str] = []
@@ -147,12 +151,11 @@ class Executor:
         if uid is not None:
             os.chown(workdir, uid, uid)
         read_fd, write_fd = os.pipe()
-        todo = job.inputs[len(job.results):]
+        todo = job.inputs[len(job.results) :]
         pid = os.fork()
         if pid == 0:  # child: never returns
             try:
-                run_child(job.program, todo, job.entry, workdir, uid, self.limits, self.devnull, write_fd,
-                          self.seccomp)
+                run_child(job.program, todo, job.entry, workdir, uid, self.limits, self.devnull, write_fd, self.seccomp)
             finally:
                 os._exit(SETUP_FAILED_EXIT)
         os.close(write_fd)
@@ -244,8 +247,7 @@ class Executor:
     def _validate(line: bytes) -> list:
         try:
             status, value, error, stdout = json.loads(line)
-            if status in STATUSES and all(x is None or type(x) is str for x in (value, error)) \
-                    and type(stdout) is str:
+            if status in STATUSES and all(x is None or type(x) is str for x in (value, error)) and type(stdout) is str:
                 return [status, value, error, stdout]
         except (ValueError, TypeError):
             pass
@@ -256,7 +258,7 @@ class Executor:
     def _send(self, message: dict) -> None:
         data = (json.dumps(message) + "\n").encode()
         while data:
-            data = data[os.write(1, data):]
+            data = data[os.write(1, data) :]
 
     def _on_stdin(self) -> bool:
         data = os.read(0, 1 << 20)
@@ -274,8 +276,9 @@ class Executor:
         return True
 
     def serve(self) -> None:
-        self._send({"hello": True, "isolation": self.isolation, "warnings": self.warnings, "tmp": self.tmp,
-                    "pid": os.getpid()})
+        self._send(
+            {"hello": True, "isolation": self.isolation, "warnings": self.warnings, "tmp": self.tmp, "pid": os.getpid()}
+        )
         self.sel.register(0, selectors.EVENT_READ, None)
         open_input = True
         while open_input or self.running or self.queue or self.dying:
