@@ -85,6 +85,11 @@ class Agent:
         ``<think>…</think><answer>…</answer>``; chat completions are returned unchanged."""
         return "<think>" + raw if self.template == "r1" else raw
 
+    def raw_completion(self, text: str) -> str:
+        """The inverse of `completion_text`: what the model must generate for a parser to read `text`
+        (a supervised target, e.g. a reference answer in the format warm-up)."""
+        return text.removeprefix("<think>") if self.template == "r1" else text
+
     def generate(
         self, prompts: Sequence[str], num_samples: int = 1, *, seed: int | None = None, batch_size: int = 32
     ) -> list[list[str]]:

@@ -174,6 +174,14 @@ class TaskFamily(ABC):
             results[i] = item
         return results
 
+    def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str | None:
+        """A random well-formed proposer output for `prompt`, for the format warm-up (docs/training.md).
+
+        It need not be valid: the warm-up keeps only texts that `propose` turns into tasks. The default,
+        None, means the family has no generator; the warm-up then trains only its solver role, on its seeds.
+        """
+        return None
+
     # --- solver side -------------------------------------------------------------------
     @abstractmethod
     def solver_prompt(self, task: Task) -> Prompt:

@@ -35,6 +35,7 @@ from flywheel.envs.base import (
 )
 from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
 from flywheel.envs.registry import register_family
+from flywheel.envs.synthetic import MESSAGES, code_inputs, code_snippet
 from flywheel.verifiers.values import canonical, parse_arguments, parse_literal, values_equal
 
 IDENTITY_PROGRAM = "def f(a):\n    return a"
@@ -362,6 +363,10 @@ class _InputOutputFamily(CodeFamily):
         except FormatError as error:
             return Rejection("parse_error", str(error))
 
+    def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
+        program, text = code_snippet(rng)
+        return format_answer(("python", program), ("input", text))
+
     def proposal_from_azr(self, row: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if "input" not in row:
             return None
@@ -524,6 +529,11 @@ class CodeInduction(InductionFamily, CodeFamily):
         if len(message) > self.config.max_message_chars:
             return Rejection("message_too_long", f"{len(message)} > {self.config.max_message_chars} chars")
         return {"program": program, "inputs": inputs, "message": message}
+
+    def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
+        """`min_inputs` random inputs of one kind; those the shown program cannot take fail validation."""
+        inputs = [("input", text) for text in code_inputs(rng, self.config.min_inputs)]
+        return format_answer(*inputs, ("message", rng.choice(MESSAGES)))
 
     def proposal_from_azr(self, row: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if "inputs" not in row:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from flywheel.envs.base import InductionConfig, InductionFamily, Prompt, Rejection, Task, TaskFamily, Verdict
 from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
 from flywheel.envs.registry import register_family
+from flywheel.envs.synthetic import MESSAGES, math_function, math_problem, rational_inputs
 from flywheel.verifiers.math import OPERATIONS, ComputeRequest, ComputeResult
 
 VARIABLE = "x"
@@ -458,6 +459,10 @@ class _OperationFamily(MathFamily):
             params[match.group(1)] = match.group(2).strip()
         return {"operation": operation, "expression": expression, "params": params}
 
+    def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
+        operation, expression, params = math_problem(rng, self.config.operations)
+        return format_answer(*_proposal_blocks({"operation": operation, "expression": expression, "params": params}))
+
     def _precheck(self, proposal: Mapping[str, Any]) -> Rejection | None:
         operation, expression, params = proposal.get("operation"), proposal.get("expression"), proposal.get("params")
         if not isinstance(expression, str) or not isinstance(params, Mapping):
@@ -709,6 +714,14 @@ class MathInduction(InductionFamily, MathFamily):
             return Rejection("bad_message", f"the message must have 1..{self.config.max_message_chars} chars")
         inputs = [text.strip() for text in fenced_blocks(answer).get("input", [])]
         return {"expression": expression, "inputs": inputs, "message": message}
+
+    def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
+        """`min_inputs` integers and a hint, for the shown function or (half the time) a new one."""
+        blocks = [("input", x) for x in rational_inputs(rng, self.config.min_inputs)]
+        blocks.append(("message", rng.choice(MESSAGES)))
+        if rng.random() < 0.5:
+            blocks.append(("expression", math_function(rng)))
+        return format_answer(*blocks)
 
     def _precheck(self, proposal: Mapping[str, Any]) -> list[str] | Rejection:
         """The canonical, distinct inputs (fractions in lowest terms), or why they do not do."""

@@ -18,8 +18,12 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__.split("+
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
         "${pip[@]}" install "torch==2.13.0"
     else
-        "${pip[@]}" install "torch==2.13.0+cpu" --extra-index-url https://download.pytorch.org/whl/cpu
+        # Only the torch wheel comes from PyTorch's CPU index (its dependencies come with the next step),
+        # so a machine that cannot reach that index, but has the wheel locally, does not wait on it.
+        "${pip[@]}" install --no-deps --retries 1 --timeout 15 "torch==2.13.0+cpu" \
+            --extra-index-url https://download.pytorch.org/whl/cpu
     fi
 fi
 "${pip[@]}" install -e ".[dev]"
+"${pip[@]}" check
 echo "$want" > "$stamp"
