@@ -23,6 +23,26 @@ def test_isolation_layers_are_reported(sandbox: Sandbox) -> None:
         assert "namespaces" not in sandbox.isolation
 
 
+def test_executor_modules_import_nothing_after_start() -> None:
+    """The executor mounts a private tmpfs on /tmp once it starts, which hides a checkout or venv living under
+    /tmp (as CI clones may): an import inside a function would then fail there and silently drop a layer."""
+    import ast
+
+    import flywheel.verifiers.sandbox as package
+    import flywheel.verifiers.values as values
+
+    files = [*Path(package.__file__).parent.glob("*.py"), Path(values.__file__)]
+    late = [
+        f"{path.name}:{node.lineno}"
+        for path in files
+        for function in ast.walk(ast.parse(path.read_text()))
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    assert not late, f"imports inside functions: {late}"
+
+
 def test_values_statuses_and_stdout(sandbox: Sandbox) -> None:
     program = "def f(a, b=0):\n    print('a =', a)\n    return sorted({a, b, 3})"
     got = sandbox.run(program, ["1, 2", "'x', 'y'", "b=5, a=5", "[1"])

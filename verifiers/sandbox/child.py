@@ -19,6 +19,11 @@ import tempfile
 import types
 from dataclasses import dataclass
 
+try:  # imported here, before the executor unshares: its tmpfs on /tmp hides a checkout or venv under /tmp
+    import pyseccomp
+except ImportError:
+    pyseccomp = None
+
 from flywheel.verifiers.values import UnsupportedValue, ValueTooLarge, canonical, parse_arguments
 
 RESULT_FD = 3
@@ -91,8 +96,9 @@ class SeccompProgram:
     """
 
     def __init__(self, deny_file_creation: bool) -> None:
-        import pyseccomp as sc
-
+        if pyseccomp is None:
+            raise RuntimeError("the pyseccomp package is not installed")
+        sc = pyseccomp
         filt = sc.SyscallFilter(sc.ALLOW)
         deny = sc.ERRNO(errno.EPERM)
         for name in DENIED_SYSCALLS + (FILE_CREATION_SYSCALLS if deny_file_creation else ()):
