@@ -110,10 +110,15 @@ def _executor_state(sb: Sandbox) -> tuple[int, int, int]:
 
 
 def _settled(sb: Sandbox) -> tuple[int, int, int]:
-    """Executor state once killed children are reaped (that happens asynchronously, within milliseconds)."""
+    """Executor state once finished children are reaped and their descriptors closed, which happens
+    asynchronously within milliseconds: no child, no temp dir, and the same reading twice 50 ms apart."""
     deadline = time.monotonic() + 5
-    while (state := _executor_state(sb))[1:] != (0, 0) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    previous = None
+    while (state := _executor_state(sb)) != previous or state[1:] != (0, 0):
+        if time.monotonic() > deadline:
+            break
+        previous = state
+        time.sleep(0.05)
     return state
 
 
