@@ -1,5 +1,6 @@
-"""End to end: 3 self-play steps of the tiny model over code and math families on CPU, checkpoints,
-TensorBoard tags as documented, then a resume that continues from step 3 in the same run dir."""
+"""End to end: a 2-step format warm-up, 3 self-play steps of the tiny model over code and math families on
+CPU, checkpoints, TensorBoard tags as documented, then a resume (no second warm-up) that continues from
+step 3 in the same run dir."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ SMALL = [
     "--max_solver_completion_length", "8",
     "--save_steps", "3",
     "--text_log_every", "2",
+    "--warmup_steps", "2",
+    "--warmup_examples", "8",
+    "--warmup_batch_size", "2",
 ]  # fmt: skip
 
 
@@ -74,6 +78,8 @@ def test_three_steps_checkpoint_tensorboard_and_resume(tmp_path: Path) -> None:
     tags = events.Tags()
     step_curve = [(e.step, e.value) for e in events.Scalars("train/selfplay/step")]
     assert step_curve == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)]
+    warmup_steps = [e.step for e in events.Scalars("warmup/loss")]
+    assert warmup_steps == [-1, 0], "the warm-up runs once, before step 1, and not again on --resume"
     scalar_docs, other_docs = documented_tags()
     check_documented(set(tags["scalars"]), scalar_docs)
     text_tags = {tag.removesuffix("/text_summary") for tag in tags["tensors"]}

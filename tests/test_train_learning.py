@@ -100,6 +100,8 @@ def train_easy_family(run: Path, seed: int) -> list[float]:
             "8",
             "--advantage_estimator",
             "grpo",
+            "--warmup_steps",
+            "0",
             "--learning_rate",
             "0.005",
             "--max_steps",

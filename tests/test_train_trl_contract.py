@@ -68,7 +68,7 @@ def test_one_real_step_with_ppo_clip_and_kl(tmp_path: Path) -> None:
         "--k_references", "1", "--n_solver_samples", "2",
         "--max_proposer_completion_length", "8", "--max_solver_completion_length", "8",
         "--num_iterations", "2", "--beta", "0.1", "--advantage_estimator", "grpo",
-        "--max_steps", "2", "--save_steps", "2", "--report_to", "none",
+        "--max_steps", "2", "--save_steps", "2", "--report_to", "none", "--warmup_steps", "0",
     ])
     # fmt: on
     assert status == 0

@@ -95,6 +95,20 @@ class FlywheelConfig(GRPOConfig):
         },
     )
 
+    # --- format warm-up (flywheel.train.warmup) ------------------------------------------------------
+    warmup_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Supervised format warm-up before self-play: optimizer steps on reference answers and valid "
+            "proposals of the played families (0: none). Runs once, at the start of a fresh run."
+        },
+    )
+    warmup_examples: int = field(
+        default=512, metadata={"help": "Warm-up examples, split evenly over families x roles."}
+    )
+    warmup_batch_size: int = field(default=8, metadata={"help": "Warm-up examples per optimizer step."})
+    warmup_learning_rate: float = field(default=3e-3, metadata={"help": "Warm-up AdamW learning rate (constant)."})
+
     # --- rewards (flattened RewardConfig) -------------------------------------------------------------
     solver_correct: float = field(default=1.0, metadata={"help": "Solver reward for a verified correct answer."})
     solver_wrong: float = field(default=-0.5, metadata={"help": "Solver reward for a well-formed wrong answer."})
@@ -170,9 +184,12 @@ class FlywheelConfig(GRPOConfig):
             raise ValueError(f"unknown families {unknown}; registered: {', '.join(known)}")
         if len(set(self.families)) != len(self.families):
             raise ValueError(f"families lists a family twice: {self.families}")
-        extra = set(self.family_configs or {}) - set(self.families)
-        if extra:
-            raise ValueError(f"family_configs names families that are not played: {sorted(extra)}")
+        unknown_configs = set(self.family_configs or {}) - set(known)
+        if unknown_configs:
+            raise ValueError(f"family_configs names unknown families: {sorted(unknown_configs)}")
+        # Settings of registered families that are not played are dropped, so `--families` can narrow a recipe.
+        if isinstance(self.family_configs, dict):
+            self.family_configs = {k: v for k, v in self.family_configs.items() if k in self.families}
         bad_roles = [role for role in self.roles if role not in ROLES]
         if bad_roles or not self.roles:
             raise ValueError(f"roles must be a non-empty subset of {ROLES}, not {self.roles}")
@@ -180,7 +197,16 @@ class FlywheelConfig(GRPOConfig):
             raise ValueError(f"advantage_estimator must be one of {ESTIMATORS}, not {self.advantage_estimator!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}, not {self.template!r}")
-        for name in ("proposer_batch_size", "solver_batch_size", "n_solver_samples", "buffer_capacity"):
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be at least 0, not {self.warmup_steps}")
+        for name in (
+            "proposer_batch_size",
+            "solver_batch_size",
+            "n_solver_samples",
+            "buffer_capacity",
+            "warmup_examples",
+            "warmup_batch_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.k_references < 0:

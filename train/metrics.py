@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +56,9 @@ class StepRecord:
     answers: list[Answer] = field(default_factory=list)
     added: dict[str, AddResult] = field(default_factory=dict)
     rewards: list[float] = field(default_factory=list)
-    groups: list[tuple[str, int]] = field(default_factory=list)
+    groups: list[Hashable] = field(default_factory=list)
+    """Per rollout, the group its advantage baseline is computed over: its prompt under ``grpo``, its
+    family x role key under ``trr++`` (what ``no_signal_group_share`` counts)."""
     keys: list[str] = field(default_factory=list)
     advantages: list[float] = field(default_factory=list)
     completion_lengths: list[int] = field(default_factory=list)
@@ -79,7 +81,7 @@ class StepRecord:
         return [value for value, k in zip(values, self.keys, strict=True) if k == key]
 
     def _no_signal(self, key: str) -> float:
-        members: dict[tuple[str, int], list[float]] = defaultdict(list)
+        members: dict[Hashable, list[float]] = defaultdict(list)
         for reward, group, k in zip(self.rewards, self.groups, self.keys, strict=True):
             if k == key:
                 members[group].append(reward)

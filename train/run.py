@@ -109,6 +109,10 @@ def build_trainer(config: FlywheelConfig, checkpoint: str | None) -> Any:
 
     dtype = (config.model_init_kwargs or {}).get("dtype", "float32")
     model, tokenizer = load_policy(config.model_name_or_path, dtype=dtype, device="cpu" if config.use_cpu else None)
+    if checkpoint is None and config.warmup_steps > 0:
+        from flywheel.train.warmup import warm_up
+
+        warm_up(model, tokenizer, families, config)
     peft_config = None
     if config.use_peft:
         from peft import LoraConfig

@@ -193,7 +193,9 @@ class FlywheelTrainer(GRPOTrainer):
         advantages = self._advantages(rewards, groups, keys)
         with record.timed("logps"):
             output = self._training_batch(batches, advantages)
-        record.rewards, record.groups, record.keys = rewards, groups, keys
+        # The no-signal metrics count the groups the estimator baselines over: prompts (grpo) or keys (trr++).
+        baseline_groups = groups if args.advantage_estimator == "grpo" else keys
+        record.rewards, record.groups, record.keys = rewards, baseline_groups, keys
         record.advantages = advantages.tolist()
         record.completion_lengths = [len(ids) for b in batches for ids in b.completion_ids]
         record.buffer_sizes = {name: len(buffer) for name, buffer in game.buffers.items()}

@@ -22,11 +22,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from flywheel.agents import Agent
-from flywheel.envs.base import ROLES, Task, TaskFamily
+from flywheel.envs.base import ROLES, Prompt, Task, TaskFamily
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from flywheel.train.config import FlywheelConfig
 
 PROPOSAL_BATCH = 16
 """Warm-up proposals validated per `family.propose` call."""
@@ -36,12 +41,15 @@ MAX_ATTEMPTS_PER_EXAMPLE = 4
 
 @dataclass(frozen=True)
 class WarmupExample:
-    """One supervised pair: the rendered model input and the completion the model should generate."""
+    """One supervised pair: the rendered model input and the completion the model should generate, with
+    the family prompt it renders and the task it solves or proposes (to re-check it)."""
 
     family: str
     role: str
     prompt: str
     completion: str
+    source: Prompt
+    task: Task
 
 
 def family_examples(
@@ -64,19 +72,16 @@ def family_examples(
             if isinstance(result, Task) and result.task_id not in known and len(proposer) < per_role:
                 known.add(result.task_id)
                 pool.append(result)
+                rendered = agent.render(prompt, "propose")
                 proposer.append(
-                    WarmupExample(family.name, "propose", agent.render(prompt, "propose"), agent.raw_completion(text))
+                    WarmupExample(family.name, "propose", rendered, agent.raw_completion(text), prompt, result)
                 )
     order = rng.sample(pool, len(pool))
-    solver = [
-        WarmupExample(
-            family.name,
-            "solve",
-            agent.render(family.solver_prompt(task), "solve"),
-            agent.raw_completion(family.reference_answer(task)),
-        )
-        for task in (order[i % len(order)] for i in range(per_role))
-    ]
+    solver = []
+    for task in (order[i % len(order)] for i in range(per_role)):
+        prompt = family.solver_prompt(task)
+        target = agent.raw_completion(family.reference_answer(task))
+        solver.append(WarmupExample(family.name, "solve", agent.render(prompt, "solve"), target, prompt, task))
     return proposer + solver
 
 
@@ -106,7 +111,7 @@ def _batch(tokenizer: Any, examples: Sequence[WarmupExample], device: torch.devi
     completion) aligned with the last `width` positions, `width` being the longest completion + EOS."""
     prompts = tokenizer(text=[e.prompt for e in examples])["input_ids"]  # as TRL tokenizes prompts
     completions = [
-        ids + [tokenizer.eos_token_id]
+        [*ids, tokenizer.eos_token_id]
         for ids in tokenizer(text=[e.completion for e in examples], add_special_tokens=False)["input_ids"]
     ]
     rows = [p + c for p, c in zip(prompts, completions, strict=True)]
@@ -159,3 +164,40 @@ def train_format(
             log(step, losses[-1])
     model.train(was_training)
     return losses
+
+
+def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], config: FlywheelConfig) -> list[float]:
+    """The warm-up of a fresh `flywheel train` run: build the examples, train, and log ``warmup/loss`` to
+    the run's TensorBoard directory at steps ``1 - warmup_steps .. 0`` (so it ends where self-play's step 1
+    begins, and a resume's purge of later steps never hides it). Returns the loss per step."""
+    from accelerate import PartialState
+    from torch.utils.tensorboard import SummaryWriter
+
+    agent = Agent(model, tokenizer, template=config.template)
+    examples = build_examples(families, agent, config.warmup_examples, config.k_references, config.seed, config.roles)
+    writer = None
+    if "tensorboard" in config.report_to and PartialState().is_main_process:
+        writer = SummaryWriter(log_dir=str(Path(config.output_dir) / "runs" / "selfplay"))
+    progress = tqdm(total=config.warmup_steps, desc="format warm-up", dynamic_ncols=True)
+
+    def log(step: int, loss: float) -> None:
+        if writer is not None:
+            writer.add_scalar("warmup/loss", loss, step - config.warmup_steps)
+        progress.update(1)
+        progress.set_postfix({"loss": f"{loss:.3g}"}, refresh=False)
+
+    try:
+        return train_format(
+            model,
+            tokenizer,
+            examples,
+            steps=config.warmup_steps,
+            batch_size=config.warmup_batch_size,
+            learning_rate=config.warmup_learning_rate,
+            seed=config.seed,
+            log=log,
+        )
+    finally:
+        progress.close()
+        if writer is not None:
+            writer.close()

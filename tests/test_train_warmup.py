@@ -1,0 +1,85 @@
+"""The format warm-up: its examples are verified tasks, and a short warm-up teaches the answer format.
+
+`test_a_short_warm_up_teaches_the_answer_format` can fail: the randomly initialised tiny model and the
+same model after WARMUP_STEPS supervised steps answer the same held-out solver prompts with the same
+sampling seed, and the warmed-up model's format-error rate (answers `family.verify` cannot read) must be
+at least MARGIN below the untrained model's. See the constants for the measured values behind MARGIN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import pytest
+from flywheel.agents import Agent, configure_threads, load_policy
+from flywheel.envs import Task, TaskFamily, make_family
+from flywheel.envs.resources import SharedVerifiers
+from flywheel.train.warmup import WarmupExample, build_examples, train_format
+
+ALL_FAMILIES = (
+    "code_deduction",
+    "code_abduction",
+    "code_induction",
+    "math_deduction",
+    "math_abduction",
+    "math_induction",
+)
+WARMUP_STEPS = 100
+MARGIN = 0.4
+# Measured (100 steps, lr 5e-3, 16 held-out code_deduction prompts, 32-token answers sampled at temperature 1):
+# format-error rate 1.00 before and 0.375 after with this test's seeds (train 0, held-out 1); with train seeds
+# 0/1/2 and held-out seeds 100/101/102: 1.00 -> 0.375 / 0.5625 / 0.4375. With learning rate 0 the rate stays
+# 1.00 (same weights, same sampling seed), so any drop comes from the training. MARGIN 0.4 is below every
+# measured drop (0.44 .. 0.63) and still requires a large share of the answers to become readable.
+
+
+@pytest.fixture(scope="module")
+def verifiers() -> Iterator[SharedVerifiers]:
+    shared = SharedVerifiers()
+    yield shared
+    shared.close()
+
+
+def test_every_warm_up_example_is_verified(verifiers: SharedVerifiers) -> None:
+    model, tokenizer = load_policy("flywheel/tiny", device="cpu")
+    agent = Agent(model, tokenizer, template="r1")
+    families = {name: make_family(name, None, verifiers) for name in ALL_FAMILIES}
+    examples = build_examples(families, agent, n_examples=96, k_references=2, seed=0)
+    for name, family in families.items():
+        for role in ("propose", "solve"):
+            mine = [e for e in examples if e.family == name and e.role == role]
+            assert len(mine) == 8, f"{name}/{role}: {len(mine)} examples"
+            assert all(e.prompt == agent.render(e.source, role) for e in mine)
+            texts = [agent.completion_text(e.completion) for e in mine]
+            if role == "solve":
+                assert all(v.correct for v in family.verify([e.task for e in mine], texts)), name
+            else:
+                results = family.propose(texts, [e.source for e in mine])
+                assert all(
+                    isinstance(r, Task) and r.task_id == e.task.task_id for r, e in zip(results, mine, strict=True)
+                ), name
+        proposed = {e.task.task_id for e in examples if e.family == name and e.role == "propose"}
+        seeds = {task.task_id for task in family.seed_tasks()}
+        assert not proposed & seeds, "proposer targets are new tasks, not copies of the seeds"
+
+
+def format_error_rate(agent: Agent, family: TaskFamily, examples: Sequence[WarmupExample]) -> float:
+    """Share of sampled answers (one per example, fixed seed) that the family cannot read."""
+    outputs = agent.generate([e.prompt for e in examples], seed=0)
+    verdicts = family.verify([e.task for e in examples], [agent.completion_text(o[0]) for o in outputs])
+    return sum(v.status == "format_error" for v in verdicts) / len(verdicts)
+
+
+@pytest.mark.slow
+def test_a_short_warm_up_teaches_the_answer_format(verifiers: SharedVerifiers) -> None:
+    configure_threads(1)
+    model, tokenizer = load_policy("flywheel/tiny", device="cpu")
+    agent = Agent(model, tokenizer, template="r1", max_new_tokens=32)
+    family = make_family("code_deduction", None, verifiers)
+    families = {family.name: family}
+    train = build_examples(families, agent, n_examples=64, k_references=2, seed=0, roles=("solve",))
+    held_out = build_examples(families, agent, n_examples=16, k_references=2, seed=1, roles=("solve",))
+    before = format_error_rate(agent, family, held_out)
+    train_format(model, tokenizer, train, steps=WARMUP_STEPS, batch_size=8, learning_rate=5e-3, seed=0)
+    after = format_error_rate(agent, family, held_out)
+    assert after <= before - MARGIN, f"format-error rate {before:.2f} before the warm-up, {after:.2f} after"
