@@ -40,6 +40,14 @@ def test_command_line_overrides_the_recipe() -> None:
     assert config.reward_config().learnability == "peaked"
 
 
+def test_settings_of_families_not_played_are_dropped() -> None:
+    """The laptop recipe configures math_deduction; playing only code_deduction must still parse."""
+    config = parse_config(["--families", "code_deduction"])
+    assert config.families == ["code_deduction"] and not config.family_configs
+    played = parse_config([])
+    assert played.family_configs["math_deduction"]["operations"] == ["evaluate", "expand", "factor", "differentiate"]
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -49,6 +57,7 @@ def test_command_line_overrides_the_recipe() -> None:
         (["--gradient_accumulation_steps", "7"], "does not divide"),
         (["--seed_files", "code_deduction"], "FAMILY=PATH"),
         (["--template", "fancy"], "template"),
+        (["--family_configs", '{"nope": {}}'], "unknown families"),
     ],
 )
 def test_broken_configs_are_clear_errors(argv: list[str], message: str) -> None:

@@ -4,7 +4,7 @@ Scalars go through TRL's metric log (`FlywheelTrainer._log_step` appends to `sel
 averaged over `logging_steps` and written by the TensorBoard callback as ``train/<tag>``. Histograms and
 text panels are written directly with the same `SummaryWriter`, in one fixed run directory
 (``output_dir/runs/selfplay``) that a resumed run keeps using. Every tag is documented in
-docs/tensorboard.md; tests/test_train_e2e.py checks the two agree.
+the README ("TensorBoard: logged metrics"); tests/test_train_e2e.py checks the two agree.
 """
 
 from __future__ import annotations
