@@ -6,8 +6,10 @@ Both trainers run in this process, one after the other, on the same prompt set (
 solver prompts of a first self-play step), `num_generations` samples per prompt and one completion length.
 Printed: mean step time of each (after one warm-up step), their ratio with the self-play-only solver
 samples (the n solve-rate estimates, needed by design) excluded, those samples' time on its own (plus the
-measured cost of estimating one task, since an untrained model rarely proposes a valid task), and the share
-of the self-play step spent in verification (proposal validation + answer checking).
+measured cost of estimating one task), and the share of the self-play step spent in verification (proposal
+validation + answer checking). Both trainers start from the same weights: the tiny model after the format
+warm-up of `flywheel train` (`--warmup_steps`, 0 to skip), so that proposals and answers are readable and
+reach the sandbox and the math checker, as they do in a real run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=["code_deduction", "math_deduction"])
     parser.add_argument("--batch", type=int, default=2, help="proposer and solver prompts per family")
     parser.add_argument("--num_generations", type=int, default=4)
-    parser.add_argument("--length", type=int, default=32, help="max completion tokens (both roles)")
+    parser.add_argument("--length", type=int, default=64, help="max completion tokens (both roles)")
+    parser.add_argument("--warmup_steps", type=int, default=150, help="format warm-up before both trainers")
     options = parser.parse_args()
 
     from datasets import Dataset
@@ -43,6 +46,7 @@ def main() -> None:
     from flywheel.train.metrics import StepRecord
     from flywheel.train.selfplay import SelfPlay
     from flywheel.train.trainer import FlywheelTrainer
+    from flywheel.train.warmup import warm_up
     from trl import GRPOConfig, GRPOTrainer
 
     configure_threads()
@@ -69,6 +73,10 @@ def main() -> None:
         max_proposer_completion_length=options.length,
         max_solver_completion_length=options.length,
         template="r1",
+        warmup_steps=options.warmup_steps,
+        warmup_examples=256,
+        warmup_batch_size=8,
+        warmup_learning_rate=5e-3,
         **common,
     )
     families = {name: make_family(name) for name in options.families}
@@ -77,6 +85,9 @@ def main() -> None:
     )
     game.seed_buffers()
     model, tokenizer = load_policy("flywheel/tiny", dtype="float32", device="cpu")
+    if options.warmup_steps:
+        warm_up(model, tokenizer, families, config)
+    start_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     flywheel = FlywheelTrainer(model, config, game, tokenizer)
 
     # The same prompts for TRL: one self-play step's proposer and solver prompts, rendered the same way.
@@ -118,6 +129,7 @@ def main() -> None:
         **common,
     )
     model, tokenizer = load_policy("flywheel/tiny", dtype="float32", device="cpu")
+    model.load_state_dict(start_weights)
     baseline = GRPOTrainer(
         model,
         reward_funcs=length_reward,
@@ -140,6 +152,11 @@ def main() -> None:
     print(f"  verification:            {verification:7.3f} s  = {100 * verification / step:.2f} % of the step")
     print(f"plain TRL GRPO step:       {trl_step:7.2f} s")
     print(f"ratio (estimation excluded): {(step - estimate) / trl_step:.3f}")
+    valid = mean_after_warmup(history, "selfplay/propose/valid_rate")
+    readable = 1 - fmean(
+        mean_after_warmup(history, f"selfplay/{name}/solve/format_error_rate") for name in options.families
+    )
+    print(f"(proposal valid rate {valid:.2f}, readable solver answers {readable:.2f}: the verifiers' real load)")
 
 
 if __name__ == "__main__":
