@@ -100,3 +100,44 @@ def test_bad_recipes_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureF
     assert "advantage_estimator" in capsys.readouterr().err
     assert main([*SMALL, *out, "--resume"]) == 2
     assert "no checkpoint-*" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
+    """SIGINT to a real `flywheel train` process after its first step: it finishes the step, saves, exits 130,
+    and `--resume` continues from the saved step."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    run = tmp_path / "run"
+    argv = [*SMALL, "--warmup_steps", "0", "--max_steps", "500", "--save_steps", "500", "--output_dir", str(run)]
+    command = [sys.executable, "-m", "flywheel.train.cli", "train", *argv]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    stderr = bytearray()
+
+    def read_stderr() -> None:
+        for chunk in iter(lambda: process.stderr.read1(4096), b""):
+            stderr.extend(chunk)
+
+    reader = threading.Thread(target=read_stderr)
+    reader.start()
+    deadline = time.monotonic() + 180
+    while not re.search(rb"self-play:.*\| [1-9]\d*/500", stderr) and process.poll() is None:
+        assert time.monotonic() < deadline, stderr.decode(errors="replace")[-2000:]
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130, stderr.decode(errors="replace")[-2000:]
+    reader.join()
+    assert b"checkpoint saved" in stderr
+    saved = sorted(int(path.name.split("-")[1]) for path in run.glob("checkpoint-*"))
+    assert saved and saved[-1] >= 1
+    step = saved[-1]
+    assert json.loads((run / f"checkpoint-{step}" / "selfplay_state.json").read_text())["step"] == step
+
+    resumed = [*argv[:-4], "--max_steps", str(step + 1), "--output_dir", str(run), "--resume"]
+    assert main(resumed) == 0
+    assert json.loads((run / f"checkpoint-{step + 1}" / "trainer_state.json").read_text())["global_step"] == step + 1
