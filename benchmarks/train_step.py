@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
+import time
 from pathlib import Path
 from statistics import fmean
 
@@ -40,7 +41,7 @@ def main() -> None:
 
     from datasets import Dataset
     from flywheel.agents import configure_threads, load_policy
-    from flywheel.envs import make_family
+    from flywheel.envs import Task, make_family
     from flywheel.envs.buffer import TaskStore
     from flywheel.train.config import FlywheelConfig
     from flywheel.train.metrics import StepRecord
@@ -115,6 +116,18 @@ def main() -> None:
     verification = mean_after_warmup(history, "selfplay/time/validate") + mean_after_warmup(
         history, "selfplay/time/verify"
     )
+    # A tiny model rarely proposes a valid task, and validating one (sandbox or SymPy, determinism re-runs) is
+    # the dearest check: time it on the families' own synthetic proposals, as many as one step trains.
+    per_family = options.batch * options.num_generations
+    full_validation, valid, proposed = 0.0, 0, 0
+    for name, family in families.items():
+        proposer_prompts = game.proposer_prompts(name, per_family)
+        texts = [family.warmup_proposal(prompt, game.rng) for prompt in proposer_prompts]
+        start = time.perf_counter()
+        results = family.propose(texts, proposer_prompts)
+        full_validation += time.perf_counter() - start
+        valid += sum(isinstance(result, Task) for result in results)
+        proposed += len(results)
     game.close()
 
     def length_reward(completions: list[str], **_: object) -> list[float]:
@@ -152,11 +165,15 @@ def main() -> None:
     print(f"  verification:            {verification:7.3f} s  = {100 * verification / step:.2f} % of the step")
     print(f"plain TRL GRPO step:       {trl_step:7.2f} s")
     print(f"ratio (estimation excluded): {(step - estimate) / trl_step:.3f}")
-    valid = mean_after_warmup(history, "selfplay/propose/valid_rate")
+    valid_rate = mean_after_warmup(history, "selfplay/propose/valid_rate")
     readable = 1 - fmean(
         mean_after_warmup(history, f"selfplay/{name}/solve/format_error_rate") for name in options.families
     )
-    print(f"(proposal valid rate {valid:.2f}, readable solver answers {readable:.2f}: the verifiers' real load)")
+    print(f"(proposal valid rate {valid_rate:.2f}, readable solver answers {readable:.2f}: the verifiers' real load)")
+    print(
+        f"validating one step's proposals when they are valid ({valid}/{proposed} synthetic): {full_validation:.3f} s;"
+        f" with it, verification = {100 * (verification + full_validation) / step:.2f} % of the step"
+    )
 
 
 if __name__ == "__main__":
