@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import io
+import operator
 import re
 import tokenize
 from dataclasses import dataclass
@@ -345,6 +346,16 @@ def parse_plain(text: str, top: bool = False) -> object:
     return result
 
 
+_BINARY_OPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Pow: operator.pow,
+}
+_MATRIX_OPS = (ast.Add, ast.Sub, ast.Mult)
+
+
 class _Converter:
     def __init__(self, src: str) -> None:
         self.src = src
@@ -408,27 +419,15 @@ class _Converter:
 
     def _binop(self, node: ast.BinOp) -> object:
         left, right = self.conv(node.left), self.conv(node.right)
+        apply = _BINARY_OPS.get(type(node.op))
         if isinstance(left, sympy.MatrixBase) or isinstance(right, sympy.MatrixBase):
-            if isinstance(node.op, ast.Add):
-                return left + right
-            if isinstance(node.op, ast.Sub):
-                return left - right
-            if isinstance(node.op, ast.Mult):
-                return left * right
-            raise ParseError("unsupported matrix operation")
-        if not isinstance(left, sympy.Expr) or not isinstance(right, sympy.Expr):
+            if type(node.op) not in _MATRIX_OPS:
+                raise ParseError("unsupported matrix operation")
+        elif not isinstance(left, sympy.Expr) or not isinstance(right, sympy.Expr):
             raise ParseError("arithmetic on a non-expression")
-        if isinstance(node.op, ast.Add):
-            return left + right
-        if isinstance(node.op, ast.Sub):
-            return left - right
-        if isinstance(node.op, ast.Mult):
-            return left * right
-        if isinstance(node.op, ast.Div):
-            return left / right
-        if isinstance(node.op, ast.Pow):
-            return left**right
-        raise ParseError(f"unsupported operator {type(node.op).__name__}")
+        if apply is None:
+            raise ParseError(f"unsupported operator {type(node.op).__name__}")
+        return apply(left, right)
 
     def _call(self, node: ast.Call) -> object:
         if node.keywords:
