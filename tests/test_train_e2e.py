@@ -100,6 +100,15 @@ def test_bad_recipes_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureF
     assert "advantage_estimator" in capsys.readouterr().err
     assert main([*SMALL, *out, "--resume"]) == 2
     assert "no checkpoint-*" in capsys.readouterr().err
+    missing = str(tmp_path / "missing.jsonl")
+    assert main([*SMALL, "--output_dir", str(tmp_path / "e"), "--eval_file", missing, "--eval_every", "1"]) == 2
+    assert "No such file" in capsys.readouterr().err
+    assert main([*SMALL, "--output_dir", str(tmp_path / "s"), "--seed_files", f"code_deduction={missing}"]) == 2
+    assert "No such file" in capsys.readouterr().err
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"family": "code_deduction"}\n')
+    assert main([*SMALL, "--output_dir", str(tmp_path / "b"), "--eval_file", str(broken), "--eval_every", "1"]) == 2
+    assert "line 1 is not a task" in capsys.readouterr().err
 
 
 @pytest.mark.slow

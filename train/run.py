@@ -100,8 +100,12 @@ def build_trainer(config: FlywheelConfig, checkpoint: str | None) -> Any:
 
     hooks = [diversity_alarm(config.diversity_alarm_duplicate_rate, config.diversity_alarm_valid_rate)]
     if config.eval_file and config.eval_every > 0:
-        lines = Path(config.eval_file).read_text().splitlines()
-        tasks = [Task.from_json(line) for line in lines if line.strip()]
+        tasks = []
+        for number, line in enumerate(Path(config.eval_file).read_text().splitlines(), 1):
+            try:
+                tasks += [Task.from_json(line)] if line.strip() else []
+            except (ValueError, KeyError, TypeError) as error:
+                raise RecipeError(f"eval_file {config.eval_file} line {number} is not a task: {error!r}") from None
         unplayed = {task.family for task in tasks} - set(families)
         if unplayed:
             raise RecipeError(f"eval_file has tasks of families that are not played: {sorted(unplayed)}")
@@ -143,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_threads(config.torch_threads)
     try:
         trainer = build_trainer(config, checkpoint)
-    except (RecipeError, ValueError, KeyError) as error:
+    except (RecipeError, ValueError, KeyError, OSError) as error:  # OSError: a missing eval or seed file
         print(f"flywheel train: {error}", file=sys.stderr)
         return 2
     interrupt = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulInterrupt))
