@@ -230,11 +230,16 @@ def load_tokenizer(name_or_path: str | Path = TINY_MODEL) -> PreTrainedTokenizer
 
 
 def _resolve(name_or_path: str | Path) -> str:
-    """`TINY_MODEL` -> its built directory; an existing path -> that path; anything written as a path
-    (absolute, ``./``, ``~``, more than one ``/``) but missing -> `FileNotFoundError`; else a hub id."""
+    """`TINY_MODEL` -> its built directory; `SMOLLM_MODEL` -> its converted directory (see
+    `flywheel.agents.smollm`); an existing path -> that path; anything written as a path (absolute,
+    ``./``, ``~``, more than one ``/``) but missing -> `FileNotFoundError`; else a hub id."""
+    from flywheel.agents.smollm import SMOLLM_MODEL, converted_smollm
+
     text = str(name_or_path)
     if text == TINY_MODEL:
         return str(build_tiny_model())
+    if text == SMOLLM_MODEL:
+        return str(converted_smollm())
     local = Path(text).expanduser()
     if local.exists():
         if not local.is_dir():

@@ -63,6 +63,26 @@ def easy_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return out
 
 
+def expression_pairs(n: int, seed: int = 1) -> tuple[list[tuple[str, str]], list[bool]]:
+    """Expressions that need the identity test (factored vs expanded, cancellable fractions, trig) and whether
+    each pair is equal; the unequal ones differ by a tiny or a point-vanishing term."""
+    rng = random.Random(seed)
+    out, truth = [], []
+    for _ in range(n):
+        a, b = rng.randint(1, 9), rng.randint(1, 9)
+        kind = rng.randrange(3)
+        if kind == 0:
+            gold, eq, ne = f"(x+{a})(x+{b})", f"x^2+{a + b}x+{a * b}", f"x^2+{a + b}x+{a * b}+x^3/{10**9}"
+        elif kind == 1:
+            gold, eq, ne = f"\\frac{{x^2-{a * a}}}{{x-{a}}}", f"x+{a}", f"x+{a}+(x-1)(x-2)(x-3)/{b}"
+        else:
+            gold, eq, ne = f"{a}\\sin^2 x + {a}\\cos^2 x", f"{a}", f"{a}+\\sin(x)/{10**30}"
+        pred = rng.choice([eq, ne])
+        out.append((gold, pred))
+        truth.append(pred == eq)
+    return out, truth
+
+
 def run_math_verify(pairs: list[tuple[str, str]]) -> tuple[list[bool], float]:
     here = os.path.dirname(os.path.abspath(__file__))  # this file shadows the `math_verify` package
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
@@ -83,12 +103,17 @@ def run_math_verify(pairs: list[tuple[str, str]]) -> tuple[list[bool], float]:
 
 def main() -> None:
     easy = easy_pairs(2000)
+    expr, expr_truth = expression_pairs(300)
     with MathChecker() as checker:
         checker.check("1", "1")  # wait for workers to be up
         start = time.perf_counter()
         ours_easy = checker.check_many(easy)
         ours_easy_s = time.perf_counter() - start
         max_easy = max(checker.last_latencies)
+        start = time.perf_counter()
+        ours_expr = checker.check_many(expr)
+        ours_expr_s = time.perf_counter() - start
+        max_expr = max(checker.last_latencies)
         start = time.perf_counter()
         ours_hard = checker.check_many(HARD)
         ours_hard_s = time.perf_counter() - start
@@ -107,6 +132,11 @@ def main() -> None:
     for (g, p), o, m in zip(easy, ours_easy, mv_easy, strict=True):
         if o.equal != m:
             print(f"  easy differs: {g!r} vs {p!r}: ours {o.verdict} ({o.reason}), math-verify {m}")
+    print(
+        f"expression pairs: {len(expr)}  ours {len(expr) / ours_expr_s:.0f} checks/s, "
+        f"wrong verdicts {sum(v.equal != t for v, t in zip(ours_expr, expr_truth, strict=True))}, "
+        f"max latency {max_expr * 1000:.1f} ms"
+    )
     agree_h = sum(o.equal == m for o, m in zip(ours_hard, mv_hard, strict=True))
     print(f"hard pairs agreement: {agree_h}/{len(HARD)}; differences:")
     for (g, p), o, m in zip(HARD, ours_hard, mv_hard, strict=True):

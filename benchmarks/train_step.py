@@ -8,7 +8,7 @@ Printed: mean step time of each (after one warm-up step), their ratio with the s
 samples (the n solve-rate estimates, needed by design) excluded, those samples' time on its own (plus the
 measured cost of estimating one task), and the share of the self-play step spent in verification (proposal
 validation + answer checking). Both trainers start from the same weights: the tiny model after the format
-warm-up of `flywheel train` (`--warmup_steps`, 0 to skip), so that proposals and answers are readable and
+warm-up of `flywheel train` (`--warm_start_steps`, 0 to skip), so that proposals and answers are readable and
 reach the sandbox and the math checker, as they do in a real run.
 """
 
@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="proposer and solver prompts per family")
     parser.add_argument("--num_generations", type=int, default=4)
     parser.add_argument("--length", type=int, default=64, help="max completion tokens (both roles)")
-    parser.add_argument("--warmup_steps", type=int, default=150, help="format warm-up before both trainers")
+    parser.add_argument("--warm_start_steps", type=int, default=150, help="format warm-up before both trainers")
     options = parser.parse_args()
 
     from datasets import Dataset
@@ -44,7 +44,6 @@ def main() -> None:
     from flywheel.envs import Task, make_family
     from flywheel.envs.buffer import TaskStore
     from flywheel.train.config import FlywheelConfig
-    from flywheel.train.metrics import StepRecord
     from flywheel.train.selfplay import SelfPlay
     from flywheel.train.trainer import FlywheelTrainer
     from flywheel.train.warmup import warm_up
@@ -74,10 +73,10 @@ def main() -> None:
         max_proposer_completion_length=options.length,
         max_solver_completion_length=options.length,
         template="r1",
-        warmup_steps=options.warmup_steps,
-        warmup_examples=256,
-        warmup_batch_size=8,
-        warmup_learning_rate=5e-3,
+        warm_start_steps=options.warm_start_steps,
+        warm_start_examples=256,
+        warm_start_batch_size=8,
+        warm_start_learning_rate=5e-3,
         **common,
     )
     families = {name: make_family(name) for name in options.families}
@@ -86,7 +85,7 @@ def main() -> None:
     )
     game.seed_buffers()
     model, tokenizer = load_policy("flywheel/tiny", dtype="float32", device="cpu")
-    if options.warmup_steps:
+    if options.warm_start_steps:
         warm_up(model, tokenizer, families, config)
     start_weights = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     flywheel = FlywheelTrainer(model, config, game, tokenizer)
@@ -100,10 +99,10 @@ def main() -> None:
         for name in families
         for task in game.solver_tasks(name, options.batch, fresh=0)
     ]
-    per_estimate = StepRecord(step=0, families=list(families))
     seed_tasks = [task for name in families for task in game.buffers[name].sample(1, game.rng)]
-    flywheel._attempt(seed_tasks, config.n_solver_samples, per_estimate, "generate_estimate")
-    estimate_per_task = per_estimate.timings["generate_estimate"] / len(seed_tasks)
+    start = time.perf_counter()
+    flywheel._sample_solutions([families[t.family].solver_prompt(t) for t in seed_tasks], config.n_solver_samples)
+    estimate_per_task = (time.perf_counter() - start) / len(seed_tasks)
 
     flywheel.train()
     history = flywheel.state.log_history

@@ -23,6 +23,7 @@ __all__ = [
     "make_family",
     "register_family",
 ]
+import flywheel.envs.answer_tasks
 import flywheel.envs.code_tasks
 import flywheel.envs.math_tasks  # noqa: F401  (registers the math families)
 

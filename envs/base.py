@@ -136,16 +136,27 @@ class TaskFamily(ABC):
     """CamelCase stem of the Gymnasium ids, e.g. ``CodeDeduction`` -> ``flywheel/CodeDeduction-Solve-v0``."""
     domain: ClassVar[str]
     mode: ClassVar[str]
+    roles: ClassVar[tuple[str, ...]] = ROLES
+    """The roles the family plays; a solve-only family (tasks from files, every proposal rejected) sets
+    ``("solve",)``."""
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
 
-    def __init__(self, config: FamilyConfig | None = None, verifiers: Any = None) -> None:
+    def __init__(self, config: FamilyConfig | None = None, verifiers: Any = None, rails: Any = None) -> None:
         """`verifiers` is a `flywheel.envs.resources.SharedVerifiers` giving lazy access to the
-        sandbox and the math checker; families that need one create it through it."""
+        sandbox and the math checker; families that need one create it through it (by default with the
+        rails' limits). `rails` (`flywheel.envs.rails.Rails`, default: the default rails) holds the size
+        bounds a family enforces on proposals."""
+        from flywheel.envs.rails import Rails
         from flywheel.envs.resources import SharedVerifiers
 
+        self.rails: Rails = rails if rails is not None else Rails()
         self.config = config if config is not None else self.config_class()
         self.config.validate()
-        self.verifiers = verifiers if verifiers is not None else SharedVerifiers()
+        self.verifiers = (
+            verifiers
+            if verifiers is not None
+            else SharedVerifiers(self.rails.sandbox_config(), self.rails.math_settings())
+        )
 
     # --- proposer side -----------------------------------------------------------------
     @abstractmethod
@@ -171,8 +182,15 @@ class TaskFamily(ABC):
         validated = self.validate_proposals([parsed[i] for i in valid_index]) if valid_index else []
         results: list[Task | Rejection] = list(parsed)  # type: ignore[arg-type]
         for i, item in zip(valid_index, validated, strict=True):
-            results[i] = item
+            results[i] = item if isinstance(item, Rejection) else (self.triviality(item) or item)
         return results
+
+    def example_proposals(self) -> list[tuple[Prompt, str]]:
+        """Proposer prompts, each with a well-formed output that `propose` turns into a task: the family's own
+        examples of valid proposals (a prompt usually shows the seed tasks). `flywheel.envs.testing.check_family`
+        checks that they validate and that their tasks verify; it fails for a proposing family that declares
+        none."""
+        return []
 
     def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str | None:
         """A random well-formed proposer output for `prompt`, for the format warm-up (docs/training.md).
@@ -204,16 +222,24 @@ class TaskFamily(ABC):
     def dedup_key(self, payload: Mapping[str, Any]) -> str:
         """Normalised content that identifies duplicates (e.g. an AST dump of the program)."""
 
+    def triviality(self, task: Task) -> Rejection | None:
+        """A ``trivial`` rejection when a validated proposal gives its answer away (an output equal to an
+        input, a constant function); part of the data gate (`flywheel.envs.gate`), checked by `propose` (not
+        by `validate_proposals`, so seeds such as AZR's identity function stay valid). Default: never."""
+        return None
+
+    def structure_key(self, payload: Mapping[str, Any]) -> str:
+        """The task's shape with its details abstracted (code: the program with names and constants
+        normalised; math: the expression with numbers abstracted); the gate bounds each structure's share of
+        a buffer (`Rails.max_structure_share`). The default is the dedup key (every task its own structure)."""
+        return self.dedup_key(payload)
+
     @abstractmethod
     def complexity(self, task: Task) -> int:
         """A size measure logged to TensorBoard (AST nodes, expression nodes)."""
 
     def make_task(self, payload: Mapping[str, Any]) -> Task:
         return Task(family=self.name, payload=dict(payload), task_id=stable_hash(self.name, self.dedup_key(payload)))
-
-    def describe(self, task: Task) -> str:
-        """Short human-readable text of a task for the TensorBoard text panel and the ledger."""
-        return json.dumps(task.payload, sort_keys=True, ensure_ascii=False)[:2000]
 
 
 class InductionFamily(TaskFamily):

@@ -38,7 +38,20 @@ CREATE TABLE IF NOT EXISTS ledger (
     result TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_family ON ledger (family, seq);
+CREATE TABLE IF NOT EXISTS rails (
+    digest TEXT PRIMARY KEY,
+    time REAL NOT NULL,
+    rails TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS families (
+    family TEXT PRIMARY KEY,
+    config TEXT NOT NULL
+);
 """
+_ADDED_COLUMNS = (("tasks", "structure", "TEXT"), ("ledger", "rails", "TEXT NOT NULL DEFAULT ''"))
+"""Columns newer than the first schema, added to stores written before them."""
+BUSY_TIMEOUT_S = 30.0
+"""How long a connection waits for another one's write lock before failing."""
 
 
 @dataclass(frozen=True)
@@ -50,21 +63,63 @@ class AddResult:
 class TaskStore:
     """One SQLite database holding every family's buffer and the ledger."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the store at `path` (":memory:" for a throwaway one); with ``create=False`` a missing file is
+        an error (`FileNotFoundError`) instead of a new, empty store."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path)
+        if not create and self.path != ":memory:" and not Path(self.path).is_file():
+            raise FileNotFoundError(f"task store {self.path} does not exist")
+        self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
+        if self.path != ":memory:":
+            # Readers (`flywheel ledger` on a live run) never block the writer, nor it them.
+            self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        for table, column, declaration in _ADDED_COLUMNS:
+            if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS tasks_structure ON tasks (family, structure)")
         self._db.commit()
+        self.rails_digest = ""
+        """The digest of the rails the store's writer runs under, written on every ledger row (`set_rails`)."""
 
     def buffer(self, family: str, capacity: int) -> TaskBuffer:
         """The buffer of `family`, holding at most `capacity` tasks (the oldest are evicted)."""
         return TaskBuffer(self, family, capacity)
 
+    def set_rails(self, digest: str, rails: Mapping[str, Any]) -> None:
+        """Record the rails (`flywheel.envs.rails.Rails.to_dict()`) the writer runs under; later ledger rows
+        carry `digest`."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO rails (digest, time, rails) VALUES (?, ?, ?)",
+            (digest, time.time(), json.dumps(dict(rails), sort_keys=True)),
+        )
+        self._db.commit()
+        self.rails_digest = digest
+
+    def set_family_configs(self, configs: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record each played family's settings (`FamilyConfig.to_dict()`), so the ledger can be re-verified."""
+        self._db.executemany(
+            "INSERT OR REPLACE INTO families (family, config) VALUES (?, ?)",
+            [(name, json.dumps(dict(config), sort_keys=True)) for name, config in configs.items()],
+        )
+        self._db.commit()
+
     def record(self, step: int, role: str, family: str, prompt: str, output: str, result: Mapping[str, Any]) -> None:
         """Append one generated proposal or answer and its verdict (`result`, JSON-serialisable) to the ledger."""
-        row = (time.time(), int(step), role, family, prompt, output, json.dumps(dict(result), sort_keys=True))
+        row = (
+            time.time(),
+            int(step),
+            role,
+            family,
+            prompt,
+            output,
+            json.dumps(dict(result), sort_keys=True),
+            self.rails_digest,
+        )
         self._db.execute(
-            "INSERT INTO ledger (time, step, role, family, prompt, output, result) VALUES (?, ?, ?, ?, ?, ?, ?)", row
+            "INSERT INTO ledger (time, step, role, family, prompt, output, result, rails) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
         )
         self._db.commit()
 
@@ -103,15 +158,18 @@ class TaskBuffer:
     def _db(self) -> sqlite3.Connection:
         return self.store._db
 
-    def add(self, tasks: Iterable[Task], step: int = 0) -> AddResult:
-        """Insert new tasks (duplicates of stored ones or of each other are counted, not stored)."""
+    def add(self, tasks: Iterable[Task], step: int = 0, structures: Sequence[str] | None = None) -> AddResult:
+        """Insert new tasks (duplicates of stored ones or of each other are counted, not stored). `structures`
+        gives each task's structure key (`TaskFamily.structure_key`; None for seeds, which no quota counts)."""
+        tasks = list(tasks)
+        keys: Sequence[str | None] = [None] * len(tasks) if structures is None else structures
         added = duplicates = 0
-        for task in tasks:
+        for task, structure in zip(tasks, keys, strict=True):
             if task.family != self.family:
                 raise ValueError(f"task of family {task.family!r} added to the {self.family!r} buffer")
             cursor = self._db.execute(
-                "INSERT OR IGNORE INTO tasks (family, task_id, step, task) VALUES (?, ?, ?, ?)",
-                (self.family, task.task_id, int(step), task.to_json()),
+                "INSERT OR IGNORE INTO tasks (family, task_id, step, task, structure) VALUES (?, ?, ?, ?, ?)",
+                (self.family, task.task_id, int(step), task.to_json(), structure),
             )
             added += cursor.rowcount
             duplicates += 1 - cursor.rowcount
@@ -152,6 +210,15 @@ class TaskBuffer:
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM tasks WHERE family = ?", (self.family,)).fetchone()[0]
+
+    def __contains__(self, task_id: object) -> bool:
+        row = self._db.execute("SELECT 1 FROM tasks WHERE family = ? AND task_id = ?", (self.family, task_id))
+        return row.fetchone() is not None
+
+    def structure_count(self, structure: str) -> int:
+        """Stored tasks of one structure key (seeds, stored without one, are never counted)."""
+        query = "SELECT COUNT(*) FROM tasks WHERE family = ? AND structure = ?"
+        return self._db.execute(query, (self.family, structure)).fetchone()[0]
 
 
 def load_azr_seeds(path: str | Path, family: TaskFamily, limit: int | None = None) -> list[Task]:

@@ -18,6 +18,7 @@ bounds, program checks, the batched sandbox validation, answer verification, ded
 from __future__ import annotations
 
 import ast
+import operator
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,9 +34,16 @@ from flywheel.envs.base import (
     Verdict,
     stable_hash,
 )
-from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
+from flywheel.envs.parsing import (
+    FormatError,
+    extract_answer,
+    fenced_blocks,
+    format_answer,
+    format_blocks,
+    single_block,
+)
 from flywheel.envs.registry import register_family
-from flywheel.envs.synthetic import MESSAGES, code_inputs, code_snippet
+from flywheel.envs.synthetic import MESSAGES, code_inputs, code_program, code_snippet
 from flywheel.verifiers.values import canonical, parse_arguments, parse_literal, values_equal
 
 IDENTITY_PROGRAM = "def f(a):\n    return a"
@@ -62,7 +70,6 @@ PROGRAM_RULES = (
 class CodeFamilyConfig(InductionConfig):
     """Bounds on proposals and the answer comparison for the code families."""
 
-    max_program_chars: int = field(default=4000, metadata={"help": "Longest accepted program, in characters."})
     max_input_chars: int = field(default=1000, metadata={"help": "Longest accepted input (argument list) text."})
     max_output_chars: int = field(
         default=1000,
@@ -83,7 +90,7 @@ class CodeFamilyConfig(InductionConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("max_program_chars", "max_input_chars", "max_output_chars"):
+        for name in ("max_input_chars", "max_output_chars"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
         if self.rel_tol < 0 or self.abs_tol < 0:
@@ -132,14 +139,80 @@ def _bound_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def normalised_program(program: str) -> str:
-    """An AST dump that is equal for programs differing only in comments, docstrings, layout and the
-    names they bind (functions, arguments, variables; renamed in order of appearance)."""
+_UNARY_FOLDS = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: operator.not_}
+_BINARY_FOLDS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.BitAnd: operator.and_,
+}
+_FOLDABLE_TYPES = (bool, int, float, complex, str, bytes)
+_MAX_FOLDED_CHARS = 1000
+_MAX_FOLDED_BITS = 256
+
+
+def _small_enough(left: object, right: object, op: ast.operator) -> bool:
+    """Whether folding `left op right` is cheap (no huge powers, shifts or repeated strings)."""
+    if isinstance(op, ast.Pow | ast.LShift):
+        return isinstance(right, int | float) and abs(right) <= 64 and not isinstance(left, str | bytes)
+    if isinstance(op, ast.Mult) and isinstance(left, str | bytes) != isinstance(right, str | bytes):
+        count = right if isinstance(left, str | bytes) else left
+        return isinstance(count, int) and count <= _MAX_FOLDED_CHARS
+    return True
+
+
+class _ConstantFolder(ast.NodeTransformer):
+    """Replaces unary and binary operations on literals by their value (``-1``, ``2 * 3``, ``'a' + 'b'``)."""
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        self.generic_visit(node)
+        if isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, _FOLDABLE_TYPES):
+            return self._fold(node, _UNARY_FOLDS[type(node.op)], node.operand.value)
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        left, right = node.left, node.right
+        if (
+            isinstance(left, ast.Constant)
+            and isinstance(right, ast.Constant)
+            and isinstance(left.value, _FOLDABLE_TYPES)
+            and isinstance(right.value, _FOLDABLE_TYPES)
+            and _small_enough(left.value, right.value, node.op)
+        ):
+            return self._fold(node, _BINARY_FOLDS[type(node.op)], left.value, right.value)
+        return node
+
+    @staticmethod
+    def _fold(node: ast.expr, function: Any, *values: object) -> ast.expr:
+        try:
+            value = function(*values)
+        except (ArithmeticError, TypeError, ValueError):
+            return node
+        if isinstance(value, str | bytes) and len(value) > _MAX_FOLDED_CHARS:
+            return node
+        if isinstance(value, int) and value.bit_length() > _MAX_FOLDED_BITS:
+            return node
+        return ast.copy_location(ast.Constant(value), node)
+
+
+def _normalised_tree(program: str) -> ast.Module | None:
+    """The program's AST without docstrings, with literal expressions folded and the names it binds
+    renamed ``v0, v1, ...`` in order of appearance; None when it does not parse."""
     try:
         tree = ast.parse(program)
+        _drop_docstrings(tree)
+        tree = _ConstantFolder().visit(tree)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return program
-    _drop_docstrings(tree)
+        return None
     bound = _bound_names(tree)
     renamed: dict[str, str] = {}
 
@@ -157,7 +230,38 @@ def normalised_program(program: str) -> str:
             node.id = rename(node.id)
         elif isinstance(node, ast.ExceptHandler) and node.name:
             node.name = rename(node.name)
+    return tree
+
+
+def normalised_program(program: str) -> str:
+    """An AST dump that is equal for programs differing only in comments, docstrings, layout, the names
+    they bind (functions, arguments, variables; renamed in order of appearance) and how their literal
+    expressions are written (``2 * 3`` and ``6``, ``-(1)`` and ``-1``)."""
+    tree = _normalised_tree(program)
+    return program if tree is None else ast.dump(tree, annotate_fields=False)
+
+
+def program_structure(program: str) -> str:
+    """`normalised_program` with every literal replaced by its type name: programs that differ only in
+    their constants (``return a + 1`` and ``return a + 2``) have the same structure."""
+    tree = _normalised_tree(program)
+    if tree is None:
+        return program
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant):
+            node.value = type(node.value).__name__
     return ast.dump(tree, annotate_fields=False)
+
+
+def reads_arguments(function: ast.FunctionDef) -> bool:
+    """Whether `function`'s body reads any of its parameters; one that does not is a constant function."""
+    params = {arg.arg for arg in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)}
+    params |= {arg.arg for arg in (function.args.vararg, function.args.kwarg) if arg is not None}
+    return any(
+        isinstance(node, ast.Name) and node.id in params and isinstance(node.ctx, ast.Load)
+        for statement in function.body
+        for node in ast.walk(statement)
+    )
 
 
 def canonical_arguments(text: str, max_chars: int) -> str:
@@ -168,8 +272,15 @@ def canonical_arguments(text: str, max_chars: int) -> str:
     return ", ".join(parts)
 
 
-def _status_reason(status: str) -> str:
-    """The rejection/verdict reason key for a failed sandbox call."""
+def _argument_texts(arguments: str) -> set[str]:
+    """The canonical text of each argument in a canonical argument list."""
+    args, kwargs = parse_arguments(arguments, max_chars=len(arguments) + 1)
+    return {canonical(value) for value in (*args, *kwargs.values())}
+
+
+def sandbox_reason(status: str) -> str:
+    """The rejection or verdict reason key for a failed sandbox call: ``static_check``, ``runtime_error``,
+    ``output_too_long``, ``timeout``, ``memory``, ... (public: plug-in families that run code use it too)."""
     names = {"rejected": "static_check", "error": "runtime_error", "output_limit": "output_too_long"}
     return names.get(str(status), str(status))
 
@@ -177,10 +288,8 @@ def _status_reason(status: str) -> str:
 def _reference_blocks(task: Task) -> str:
     payload = task.payload
     if "input" in payload:
-        blocks = (("python", payload["program"]), ("input", payload["input"]), ("output", payload["output"]))
-    else:
-        blocks = (("python", payload["program"]),)
-    return "\n".join(f"```{tag}\n{content}\n```" for tag, content in blocks)
+        return format_blocks(("python", payload["program"]), ("input", payload["input"]), ("output", payload["output"]))
+    return format_blocks(("python", payload["program"]))
 
 
 # ------------------------------------------------------------------------------------------- shared base
@@ -219,13 +328,22 @@ class CodeFamily(TaskFamily):
         raise NotImplementedError
 
     # --- proposals -----------------------------------------------------------------------------------
+    def _trivial(self, payload: Mapping[str, Any]) -> Rejection | None:
+        """A ``trivial`` rejection when the task's inputs and outputs make it trivial (e.g. an output that
+        equals an input)."""
+        raise NotImplementedError
+
     def _check_program(self, program: str) -> Rejection | None:
-        if len(program) > self.config.max_program_chars:
-            return Rejection("program_too_long", f"{len(program)} > {self.config.max_program_chars} chars")
+        """The rails' size bounds and the entry point, for proposed and answered programs alike."""
+        if len(program) > self.rails.max_program_chars:
+            return Rejection("program_too_long", f"{len(program)} > {self.rails.max_program_chars} chars")
         try:
             tree = ast.parse(program)
+            nodes = sum(1 for _ in ast.walk(tree))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
             return Rejection("syntax_error", f"{type(error).__name__}: {error}")
+        if nodes > self.rails.max_program_nodes:
+            return Rejection("program_too_complex", f"{nodes} > {self.rails.max_program_nodes} AST nodes")
         function = entry_function(tree)
         if function is None:
             return Rejection("no_entry", "the program defines no top-level function `f`")
@@ -257,7 +375,7 @@ class CodeFamily(TaskFamily):
 
     def _rejection_of_call(self, call: Any) -> Rejection | None:
         if call.status != "ok":
-            return Rejection(_status_reason(call.status), (call.error or "")[:500])
+            return Rejection(sandbox_reason(call.status), (call.error or "")[:500])
         if len(call.value) > self.config.max_output_chars:
             return Rejection("output_too_long", f"{len(call.value)} > {self.config.max_output_chars} chars")
         if call.value == "None" and not self.config.allow_none_output:
@@ -265,24 +383,25 @@ class CodeFamily(TaskFamily):
         return None
 
     def validate_proposals(self, proposals: Sequence[Mapping[str, Any]]) -> list[Task | Rejection]:
-        """Run every proposal in one sandbox batch (and once more for determinism), then build tasks."""
-        from flywheel.verifiers.sandbox import Job, check_deterministic
+        """Run every proposal in one sandbox batch (re-run for determinism: `run_deterministic`), then build tasks."""
+        from flywheel.verifiers.sandbox import Job, run_deterministic
 
         results: list[Task | Rejection] = []
         checked = [self._precheck(proposal) for proposal in proposals]
         runnable = [i for i, item in enumerate(checked) if not isinstance(item, Rejection)]
         jobs = [Job(program=checked[i][0], inputs=tuple(checked[i][1])) for i in runnable]  # type: ignore[index]
-        sandbox = self.verifiers.sandbox if jobs else None
+        if not jobs:
+            runs = []
+        elif self.config.check_determinism:
+            runs = run_deterministic(self.verifiers.sandbox, jobs)
+        else:
+            runs = [(calls, True) for calls in self.verifiers.sandbox.run_many(jobs)]
         outcomes: dict[int, list[str] | Rejection] = {}
-        for i, calls in zip(runnable, sandbox.run_many(jobs) if jobs else [], strict=True):
+        for i, (calls, repeated) in zip(runnable, runs, strict=True):
             rejection = next((r for r in map(self._rejection_of_call, calls) if r is not None), None)
             outcomes[i] = rejection if rejection is not None else [call.value for call in calls]
-        if self.config.check_determinism:
-            passed = [(i, job) for i, job in zip(runnable, jobs, strict=True) if isinstance(outcomes[i], list)]
-            flags = check_deterministic(sandbox, [job for _, job in passed]) if passed else []
-            for (i, _), deterministic in zip(passed, flags, strict=True):
-                if not deterministic:
-                    outcomes[i] = Rejection("nondeterministic", "outputs differ between runs")
+            if not repeated and isinstance(outcomes[i], list):
+                outcomes[i] = Rejection("nondeterministic", "outputs differ between runs")
         for i, (proposal, item) in enumerate(zip(proposals, checked, strict=True)):
             outcome = item if isinstance(item, Rejection) else outcomes[i]
             if isinstance(outcome, Rejection):
@@ -324,6 +443,16 @@ class CodeFamily(TaskFamily):
     def dedup_key(self, payload: Mapping[str, Any]) -> str:
         return stable_hash(normalised_program(payload["program"]), *sorted(self._inputs_of(payload)))
 
+    def structure_key(self, payload: Mapping[str, Any]) -> str:
+        return stable_hash(program_structure(payload["program"]))
+
+    def triviality(self, task: Task) -> Rejection | None:
+        """A constant function (`f` never reads its arguments), or inputs and outputs that give the answer
+        away (`_trivial`)."""
+        if not reads_arguments(entry_function(ast.parse(task.payload["program"]))):  # type: ignore[arg-type]
+            return Rejection("trivial", "`f` never reads its arguments: a constant function")
+        return self._trivial(task.payload)
+
     def complexity(self, task: Task) -> int:
         try:
             return sum(1 for _ in ast.walk(ast.parse(task.payload["program"])))
@@ -363,6 +492,16 @@ class _InputOutputFamily(CodeFamily):
         except FormatError as error:
             return Rejection("parse_error", str(error))
 
+    def example_proposals(self) -> list[tuple[Prompt, str]]:
+        prompt = self.proposer_prompt(self.seed_tasks(), random.Random(0))
+        return [
+            (prompt, format_answer(("python", "def f(xs, k):\n    return xs[k:] + xs[:k]"), ("input", "[1, 2, 3], 2"))),
+            (
+                prompt,
+                format_answer(("python", "def f(s):\n    return {c: s.count(c) for c in s}"), ("input", "'abba'")),
+            ),
+        ]
+
     def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
         program, text = code_snippet(rng)
         return format_answer(("python", program), ("input", text))
@@ -378,6 +517,11 @@ class _InputOutputFamily(CodeFamily):
 
     def _build_payload(self, proposal: Mapping[str, Any], inputs: list[str], outputs: list[str]) -> dict[str, Any]:
         return {"program": proposal["program"], "input": inputs[0], "output": outputs[0]}
+
+    def _trivial(self, payload: Mapping[str, Any]) -> Rejection | None:
+        if payload["output"] in _argument_texts(payload["input"]):
+            return Rejection("trivial", f"the output equals an argument of the input: {payload['output'][:200]}")
+        return None
 
 
 @register_family
@@ -440,16 +584,17 @@ class CodeAbduction(_InputOutputFamily):
         from flywheel.verifiers.sandbox import Job
 
         given = single_block(answer, "input", allow_bare=True)
-        try:
-            parse_arguments(given, max_chars=self.config.max_input_chars)
-        except ValueError as error:
-            return Verdict("format_error", f"input is not an argument list: {str(error)[:200]}")
+        if len(given) > self.config.max_input_chars:
+            return Verdict("format_error", f"input longer than {self.config.max_input_chars} chars")
+        # Evaluated in the sandbox, in the program's globals, like a benchmark row's input (expressions too).
         return Job(program=task.payload["program"], inputs=(given,))
 
     def _judge(self, task: Task, calls: Sequence[Any]) -> Verdict:
         call = calls[0]
+        if call.status == "error" and (call.error or "").startswith("bad input"):
+            return Verdict("format_error", f"input is not an argument list: {call.error[:200]}")
         if call.status != "ok":
-            return Verdict("wrong", _status_reason(call.status))
+            return Verdict("wrong", sandbox_reason(call.status))
         return (
             Verdict("correct")
             if self._equal(call.value, task.payload["output"])
@@ -481,8 +626,10 @@ class CodeInduction(InductionFamily, CodeFamily):
 
     The proposer is shown a program (from the prompt's references: any tasks carrying a program; the
     identity function when there are none) and writes up to `n_inputs` inputs, each in its own ```input
-    block, and one ```message block. The sandbox computes the outputs; the pairs are split half/half into
-    visible and hidden by a generator seeded with the task id, and the solver's ``f`` must reproduce all.
+    block, and one ```message block; it may replace the program with its own ```python block (without it,
+    a buffer holding only the identity seed, whose tasks are trivial, could never grow). The sandbox computes
+    the outputs; the pairs are split half/half into visible and hidden by a generator seeded with the task id,
+    and the solver's ``f`` must reproduce all.
     """
 
     name = "code_induction"
@@ -511,29 +658,48 @@ class CodeInduction(InductionFamily, CodeFamily):
             "unseen ones included. Choose distinct inputs that together reveal what `f` does, and a short "
             "message that hints at it without giving the code away.\n\n"
             f"- Write each input in its own ```input block: the argument list of one call, literals only "
-            f"(`[1, 2], 'x'` means f([1, 2], 'x')).\n- Write the message in one ```message block.\n\n"
+            f"(`[1, 2], 'x'` means f([1, 2], 'x')).\n- Write the message in one ```message block.\n"
+            "- To use your own function instead, add it in a ```python block (a function `f` of at least one "
+            "argument, deterministic, standard library only).\n\n"
             f"```python\n{program}\n```\n\n### Answer format\n{FORMAT_RULES}\n{example}"
         )
         return Prompt(text=text, context={"program": program, "references": [task.task_id for task in references]})
 
     def parse_proposal(self, text: str, prompt: Prompt) -> Mapping[str, Any] | Rejection:
-        program = prompt.context.get("program")
-        if not isinstance(program, str):
-            return Rejection("parse_error", "the prompt carries no program")
         try:
             answer = extract_answer(text)
             message = single_block(answer, "message")
         except FormatError as error:
             return Rejection("parse_error", str(error))
-        inputs = fenced_blocks(answer).get("input", [])
+        blocks = fenced_blocks(answer)
+        own = blocks.get("python", [])
+        if len(own) > 1:
+            return Rejection("parse_error", "more than one ```python block")
+        program = own[0] if own else prompt.context.get("program")
+        if not isinstance(program, str):
+            return Rejection("parse_error", "no ```python block and the prompt carries no program")
+        inputs = blocks.get("input", [])
         if len(message) > self.config.max_message_chars:
             return Rejection("message_too_long", f"{len(message)} > {self.config.max_message_chars} chars")
         return {"program": program, "inputs": inputs, "message": message}
 
+    def example_proposals(self) -> list[tuple[Prompt, str]]:
+        """Inputs for a rotation program (the seeds' identity function would make a trivial task)."""
+        program = "def f(xs, k):\n    return xs[k % len(xs):] + xs[:k % len(xs)]"
+        reference = Task(self.name, {"program": program}, task_id="example")
+        inputs = [("input", f"[{i}, {2 * i}, {3 * i}], {i}") for i in range(1, 7)]
+        return [(self.proposer_prompt([reference], random.Random(0)), format_answer(*inputs, ("message", "rotate")))]
+
     def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
-        """`min_inputs` random inputs of one kind; those the shown program cannot take fail validation."""
-        inputs = [("input", text) for text in code_inputs(rng, self.config.min_inputs)]
-        return format_answer(*inputs, ("message", rng.choice(MESSAGES)))
+        """`min_inputs` random inputs of one kind for the shown program (those it cannot take fail validation)
+        or, half the time, a program of its own with inputs it accepts."""
+        own: list[tuple[str, str]] = []
+        if rng.random() < 0.5:
+            program, texts = code_program(rng, self.config.min_inputs)
+            own = [("python", program)]
+        else:
+            texts = code_inputs(rng, self.config.min_inputs)
+        return format_answer(*[("input", text) for text in texts], ("message", rng.choice(MESSAGES)), *own)
 
     def proposal_from_azr(self, row: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if "inputs" not in row:
@@ -556,6 +722,14 @@ class CodeInduction(InductionFamily, CodeFamily):
 
     def _build_payload(self, proposal: Mapping[str, Any], inputs: list[str], outputs: list[str]) -> dict[str, Any]:
         return {"program": proposal["program"], "message": proposal["message"], "inputs": inputs, "outputs": outputs}
+
+    def _trivial(self, payload: Mapping[str, Any]) -> Rejection | None:
+        inputs, outputs = payload["inputs"], payload["outputs"]
+        if len(set(outputs)) == 1:
+            return Rejection("trivial", f"f is constant on the inputs: {outputs[0][:200]}")
+        if all(output == text for output, text in zip(outputs, inputs, strict=True)):
+            return Rejection("trivial", "f returns its (single) argument on every input")
+        return None
 
     def solver_prompt(self, task: Task) -> Prompt:
         payload = task.payload
@@ -586,7 +760,7 @@ class CodeInduction(InductionFamily, CodeFamily):
         _, hidden = self.split(task)
         for i, (call, gold) in enumerate(zip(calls, task.payload["outputs"], strict=True)):
             if call.status != "ok":
-                return Verdict("wrong", _status_reason(call.status))
+                return Verdict("wrong", sandbox_reason(call.status))
             if not self._equal(call.value, gold):
                 return Verdict("wrong", "hidden_mismatch" if i in hidden else "visible_mismatch")
         return Verdict("correct")

@@ -17,12 +17,14 @@ from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
-from flywheel.envs.base import FamilyConfig, Prompt, Rejection, Task, TaskFamily, Verdict
+from flywheel.envs.base import FamilyConfig, Prompt, Task, TaskFamily
 from flywheel.envs.buffer import TaskBuffer, TaskStore
+from flywheel.envs.gate import Gate
 from flywheel.envs.parsing import MAX_TEXT_CHARS
 from flywheel.envs.registry import make_family
 from flywheel.envs.resources import SharedVerifiers
 from flywheel.envs.rewards import RewardConfig
+from flywheel.envs.scoring import Proposal, add_valid, score_answers, score_proposals, validate_proposals
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
@@ -129,12 +131,17 @@ class _SingleStepEnv(gymnasium.Env[str, str]):
         return self.prompt.text, info
 
     def step(self, action: str) -> EnvResult:
+        self.check_pending()
         reward, info = type(self).score_batch([self], [action])[0]
         return self._finish(reward, info)
 
-    def _finish(self, reward: float, info: dict[str, Any]) -> EnvResult:
+    def check_pending(self) -> None:
+        """Raise unless a prompt awaits its action; called before any scoring, so nothing changes on error."""
         if self.prompt is None or self._stepped:
             raise RuntimeError("episodes are single-step: call reset() before step()")
+
+    def _finish(self, reward: float, info: dict[str, Any]) -> EnvResult:
+        assert self.prompt is not None
         self._stepped = True
         return self.prompt.text, float(reward), True, False, info
 
@@ -145,10 +152,6 @@ class _SingleStepEnv(gymnasium.Env[str, str]):
             self._store.close()
             self._store = None
         super().close()
-
-
-def _as_text(action: Any) -> str | None:
-    return action if isinstance(action, str) else None
 
 
 class SolveEnv(_SingleStepEnv):
@@ -174,7 +177,8 @@ class SolveEnv(_SingleStepEnv):
 
     ## Episode End
     Single-step: every `step` terminates (`terminated=True`, `truncated=False`). The info holds `task_id`,
-    `verdict` (correct/wrong/format_error), `reason` and `correct`; `reset` info holds `task_id`.
+    `verdict` (correct/wrong/format_error), `reason` and `correct`; `reset` info holds `task_id` and `family`.
+    `step` before `reset`, or a second `step` without `reset`, raises RuntimeError.
 
     ## Arguments
     * `family`: registered family name or a `TaskFamily` instance.
@@ -190,24 +194,21 @@ class SolveEnv(_SingleStepEnv):
 
     @classmethod
     def score_batch(cls, envs: Sequence[_SingleStepEnv], actions: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
-        family = envs[0].family
-        texts = [_as_text(action) for action in actions]
-        readable = [i for i, text in enumerate(texts) if text is not None]
-        verdicts = [Verdict("format_error", "action is not text")] * len(envs)
-        checked = family.verify([envs[i].task for i in readable], [texts[i] for i in readable]) if readable else []
-        for i, verdict in zip(readable, checked, strict=True):
-            verdicts[i] = verdict
+        first = envs[0]
+        tasks = [env.task for env in envs]  # type: ignore[attr-defined]
+        prompts = [env.prompt for env in envs]
+        answers = score_answers({first.family.name: first.family}, tasks, prompts, actions, first.reward_config)  # type: ignore[arg-type]
         return [
             (
-                env.reward_config.solver_reward(verdict),
+                answer.reward,
                 {
-                    "task_id": env.task.task_id,
-                    "verdict": verdict.status,
-                    "reason": verdict.reason,
-                    "correct": verdict.correct,
+                    "task_id": answer.task.task_id,
+                    "verdict": answer.verdict.status,
+                    "reason": answer.verdict.reason,
+                    "correct": answer.verdict.correct,
                 },
             )
-            for env, verdict in zip(envs, verdicts, strict=True)
+            for answer in answers
         ]
 
 
@@ -235,7 +236,8 @@ class ProposeEnv(_SingleStepEnv):
     ## Episode End
     Single-step: every `step` terminates. The info holds `valid`, `reason` and `detail` (the rejection, empty
     when valid), `task_id` and `task` (the validated task as `Task.to_json()`, empty when invalid) and, with
-    a solver, `solve_rate`. `reset` info holds the `references` (task ids).
+    a solver, `solve_rate`. `reset` info holds the `references` (task ids) and `family`. `step` before `reset`,
+    or a second `step` without `reset`, raises RuntimeError before scoring or adding anything to the buffer.
 
     ## Arguments
     * `family`, `family_config`, `task_file`, `buffer`, `buffer_capacity`, `reward_config`, `verifiers`: as
@@ -268,47 +270,33 @@ class ProposeEnv(_SingleStepEnv):
 
     @classmethod
     def score_batch(cls, envs: Sequence[_SingleStepEnv], actions: Sequence[Any]) -> list[tuple[float, dict[str, Any]]]:
-        family = envs[0].family
-        texts = [_as_text(action) for action in actions]
-        readable = [i for i, text in enumerate(texts) if text is not None]
-        results: list[Task | Rejection] = [Rejection("parse_error", "action is not text")] * len(envs)
-        proposed = family.propose([texts[i] for i in readable], [envs[i].prompt for i in readable]) if readable else []
-        for i, result in zip(readable, proposed, strict=True):
-            results[i] = result
-        rates = cls._solve_rates(envs, results)
-        scored = []
-        for env, result in zip(envs, results, strict=True):
-            rate = rates.get(id(result))
-            if isinstance(result, Rejection):
-                info = {"valid": False, "reason": result.reason, "detail": result.detail, "task_id": "", "task": ""}
-                reward = env.reward_config.proposer_reward(None)
-            else:
-                info = {"valid": True, "reason": "", "detail": "", "task_id": result.task_id, "task": result.to_json()}
-                reward = env.reward_config.proposer_reward(rate) if rate is not None else 0.0
-                if rate is not None:
-                    info["solve_rate"] = rate
-                if env.buffer is not None:
-                    env.buffer.add([result])
-            scored.append((reward, info))
-        return scored
+        first: ProposeEnv = envs[0]  # type: ignore[assignment]
+        families = {first.family.name: first.family}
+        gates = {first.family.name: Gate(first.family, first.buffer)} if first.buffer is not None else {}
+        asked = [(first.family.name, env.prompt) for env in envs]
+        proposals = validate_proposals(families, asked, actions, gates=gates)  # type: ignore[arg-type]
+        sample = first._sample if first.solver is not None else None
+        score_proposals(families, proposals, first.reward_config, sample, first.n_solver_samples)
+        for gate in gates.values():
+            add_valid(gate, proposals)
+        return [(proposal.reward, _proposal_info(proposal)) for proposal in proposals]
 
-    @staticmethod
-    def _solve_rates(envs: Sequence[_SingleStepEnv], results: Sequence[Task | Rejection]) -> dict[int, float]:
-        """Solve rate per valid task (keyed by id()), from one solver call and one verify call over all."""
-        attempts: list[Task] = []
-        for env, result in zip(envs, results, strict=True):
-            if isinstance(result, Task) and getattr(env, "solver", None) is not None:
-                attempts += [result] * env.n_solver_samples  # type: ignore[attr-defined]
-        if not attempts:
-            return {}
-        solver = envs[0].solver  # type: ignore[attr-defined]
-        family = envs[0].family
-        outputs = solver([family.solver_prompt(task).text for task in attempts])
-        verdicts = family.verify(attempts, outputs)
-        correct: dict[int, list[bool]] = {}
-        for task, verdict in zip(attempts, verdicts, strict=True):
-            correct.setdefault(id(task), []).append(verdict.correct)
-        return {key: sum(flags) / len(flags) for key, flags in correct.items()}
+    def _sample(self, prompts: Sequence[Prompt], n: int) -> list[str]:
+        """The `solver` as a `Sampler`: n outputs per prompt, grouped by prompt."""
+        assert self.solver is not None
+        return self.solver([prompt.text for prompt in prompts for _ in range(n)])
+
+
+def _proposal_info(proposal: Proposal) -> dict[str, Any]:
+    """A Propose env's step info: validity, the rejection or the task, and the solve rate when estimated."""
+    if proposal.rejection is not None:
+        rejection = proposal.rejection
+        return {"valid": False, "reason": rejection.reason, "detail": rejection.detail, "task_id": "", "task": ""}
+    task = proposal.result
+    info: dict[str, Any] = {"valid": True, "reason": "", "detail": "", "task_id": task.task_id, "task": task.to_json()}
+    if proposal.solve_rate is not None:
+        info["solve_rate"] = proposal.solve_rate
+    return info
 
 
 class _BatchedVectorEnv(VectorEnv):
@@ -357,6 +345,8 @@ class _BatchedVectorEnv(VectorEnv):
         actions = list(actions)
         if len(actions) != self.num_envs:
             raise ValueError(f"{len(actions)} actions for {self.num_envs} environments")
+        for env in self.envs:
+            env.check_pending()
         rewards = np.zeros(self.num_envs, dtype=np.float64)
         infos: dict[str, Any] = {}
         for i, (env, (reward, info)) in enumerate(

@@ -23,12 +23,19 @@ import json
 import random
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, ClassVar
 
 from flywheel.envs.base import InductionConfig, InductionFamily, Prompt, Rejection, Task, TaskFamily, Verdict
-from flywheel.envs.parsing import FormatError, extract_answer, fenced_blocks, format_answer, single_block
+from flywheel.envs.parsing import (
+    FormatError,
+    extract_answer,
+    fenced_blocks,
+    format_answer,
+    format_blocks,
+    single_block,
+)
 from flywheel.envs.registry import register_family
 from flywheel.envs.synthetic import MESSAGES, math_function, math_problem, rational_inputs
 from flywheel.verifiers.math import OPERATIONS, ComputeRequest, ComputeResult
@@ -141,6 +148,20 @@ SEED_PROPOSALS: tuple[dict[str, Any], ...] = (
 )
 """Zero-data seeds of deduction and abduction: one small task per operation."""
 
+EXAMPLE_PROPOSALS: tuple[dict[str, Any], ...] = (
+    {"operation": "evaluate", "expression": "x**3 - 2*x", "params": {"x": "2"}},
+    {"operation": "simplify", "expression": "(x**2 - 4)/(x + 2)", "params": {}},
+    {"operation": "expand", "expression": "(x - 2)*(x + 3)", "params": {}},
+    {"operation": "factor", "expression": "x**2 - 5*x + 6", "params": {}},
+    {"operation": "differentiate", "expression": "x**3*sin(x)", "params": {}},
+    {"operation": "integrate", "expression": "3*x**2 + cos(x)", "params": {}},
+    {"operation": "limit", "expression": "(1 - cos(x))/x**2", "params": {"point": "0"}},
+    {"operation": "solve", "expression": "x**2 - 5*x + 6", "params": {}},
+    {"operation": "series_coefficient", "expression": "cos(x)", "params": {"point": "0", "order": "2"}},
+    {"operation": "sum", "expression": "k**2", "params": {"index": "k", "lower": "1", "upper": "n"}},
+)
+"""One valid proposal per operation, unlike the seeds (`example_proposals`)."""
+
 INDUCTION_SEEDS: tuple[dict[str, Any], ...] = (
     {"expression": "2*x + 1", "inputs": ["0", "1", "2", "3", "-1", "1/2"], "message": "A straight line."},
     {"expression": "x**2", "inputs": ["0", "1", "2", "3", "-2", "1/3"], "message": "A classic parabola."},
@@ -157,36 +178,52 @@ _WHITESPACE = re.compile(r"\s+")
 
 @dataclass
 class MathFamilyConfig(InductionConfig):
-    """Bounds on math proposals (the checker's `timeout_s` bounds the time to compute a gold answer)."""
+    """Settings of the math families; their size bounds and allowed operations come from the rails
+    (`flywheel.envs.rails.Rails`: `max_expression_nodes`, `max_degree`, `max_digits`, `math_operations`)."""
 
-    operations: tuple[str, ...] = field(
-        default=OPERATIONS,
-        metadata={"help": "Deduction/abduction: operations a proposal may use (a subset of the checker's)."},
-    )
-    max_nodes: int = field(default=40, metadata={"help": "Largest input expression, in SymPy expression-tree nodes."})
-    max_degree: int = field(
-        default=8,
-        metadata={"help": "Largest integer exponent in the input (as written and as SymPy reads it) and its answer."},
-    )
-    max_digits: int = field(
-        default=8, metadata={"help": "Longest run of digits in any number of the input, its parameters or its answer."}
+    operations: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Deduction/abduction: operations a proposal may use, among the rails' `math_operations` "
+            "(default: all of those)."
+        },
     )
     max_answer_chars: int = field(default=300, metadata={"help": "Longest gold answer text (each value, induction)."})
 
     def validate(self) -> None:
-        self.operations = tuple(self.operations)
-        unknown = sorted(set(self.operations) - set(OPERATIONS))
-        if unknown or not self.operations:
-            raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}; unknown: {unknown}")
+        if self.operations is not None:
+            self.operations = tuple(self.operations)
+            unknown = sorted(set(self.operations) - set(OPERATIONS))
+            if unknown or not self.operations:
+                raise ValueError(f"operations must be a non-empty subset of {OPERATIONS}; unknown: {unknown}")
         super().validate()
-        for name in ("max_nodes", "max_degree", "max_digits", "max_answer_chars"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        if self.max_answer_chars < 1:
+            raise ValueError(f"max_answer_chars must be positive, not {self.max_answer_chars}")
 
 
 def normalise(text: str) -> str:
     """Text without whitespace: the comparison key for "the same expression" written with other spacing."""
     return _WHITESPACE.sub("", text)
+
+
+PARAM_DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "differentiate": {"order": "1"},
+    "series_coefficient": {"point": "0"},
+    "sum": {"index": VARIABLE},
+    "solve": {"domain": "complex"},
+}
+"""The value an operation assumes for a parameter that is not given (see `OPERATION_INFO`)."""
+
+
+def _canonical_params(operation: str, params: Mapping[str, str]) -> dict[str, str]:
+    """`params` with the operation's defaults filled in, whitespace removed and rationals in lowest terms."""
+    canonical = {**PARAM_DEFAULTS.get(operation, {}), **{key: normalise(value) for key, value in params.items()}}
+    return {key: str(Fraction(value)) if _RATIONAL.fullmatch(value) else value for key, value in canonical.items()}
+
+
+def _abstract_numbers(expression: str) -> str:
+    """`expression` without whitespace and with every run of digits replaced by ``#``."""
+    return _DIGITS.sub("#", normalise(expression))
 
 
 def _rejection_of(result: ComputeResult, what: str) -> Rejection | None:
@@ -223,10 +260,6 @@ def _absent_integer(text: str) -> str:
     return str(10 ** max((len(run) for run in _DIGITS.findall(text)), default=0) + 1)
 
 
-def _fences(blocks: Iterable[tuple[str, str]]) -> str:
-    return "\n".join(f"```{tag}\n{content}\n```" for tag, content in blocks)
-
-
 def _block(answer: str, tag: str) -> str | None:
     """The one ```tag block, None when there is none. Raises FormatError on two."""
     found = fenced_blocks(answer).get(tag, [])
@@ -248,6 +281,16 @@ class MathFamily(TaskFamily):
     domain = "math"
     config_class = MathFamilyConfig
     config: MathFamilyConfig
+
+    def __init__(self, config: MathFamilyConfig | None = None, verifiers: Any = None, rails: Any = None) -> None:
+        """Resolves `config.operations` against the rails: none given means every operation they allow."""
+        super().__init__(config, verifiers, rails)
+        allowed = tuple(self.rails.math_operations)
+        chosen = self.config.operations or allowed
+        forbidden = sorted(set(chosen) - set(allowed))
+        if forbidden:
+            raise ValueError(f"{self.name}: operations {forbidden} are not in rails.math_operations {list(allowed)}")
+        self.config = replace(self.config, operations=tuple(chosen))
 
     # --- subclass hooks ------------------------------------------------------------------------------
     def _answer_requests(self, task: Task, answer: str) -> list[ComputeRequest]:
@@ -283,18 +326,16 @@ class MathFamily(TaskFamily):
         """Digit and exponent bounds, read from the text (no parsing, so they can run before any computation)."""
         for text in texts:
             digits = max((len(run) for run in _DIGITS.findall(text)), default=0)
-            if digits > self.config.max_digits:
-                return Rejection(
-                    "number_too_large", f"{what}: a number with {digits} > {self.config.max_digits} digits"
-                )
+            if digits > self.rails.max_digits:
+                return Rejection("number_too_large", f"{what}: a number with {digits} > {self.rails.max_digits} digits")
             degree = max((int(power) for power in _EXPONENT.findall(text)), default=0)
-            if degree > self.config.max_degree:
-                return Rejection("degree_too_high", f"{what}: power {degree} > {self.config.max_degree}")
+            if degree > self.rails.max_degree:
+                return Rejection("degree_too_high", f"{what}: power {degree} > {self.rails.max_degree}")
         return None
 
     def _size_rejection(self, size: int) -> Rejection | None:
-        if size > self.config.max_nodes:
-            return Rejection("too_large", f"{size} > {self.config.max_nodes} expression nodes")
+        if size > self.rails.max_expression_nodes:
+            return Rejection("too_large", f"{size} > {self.rails.max_expression_nodes} expression nodes")
         return None
 
     def _answer_rejection(self, value: str, what: str) -> Rejection | None:
@@ -419,9 +460,14 @@ class _OperationFamily(MathFamily):
     def _seed_proposals(self) -> Sequence[Mapping[str, Any]]:
         return [seed for seed in SEED_PROPOSALS if seed["operation"] in self.config.operations]
 
+    def example_proposals(self) -> list[tuple[Prompt, str]]:
+        prompt = self.proposer_prompt(self.seed_tasks(), random.Random(0))
+        examples = [example for example in EXAMPLE_PROPOSALS if example["operation"] in self.config.operations]
+        return [(prompt, format_answer(*_proposal_blocks(example))) for example in examples]
+
     def proposer_prompt(self, references: Sequence[Task], rng: random.Random) -> Prompt:
         shown = "\n\n".join(
-            _fences(_proposal_blocks(task.payload)) for task in references if "operation" in task.payload
+            format_blocks(*_proposal_blocks(task.payload)) for task in references if "operation" in task.payload
         )
         operations = "\n".join(
             f"- `{name}`" + (f": params {OPERATION_INFO[name].params_help}" if OPERATION_INFO[name].params_help else "")
@@ -432,9 +478,9 @@ class _OperationFamily(MathFamily):
             "## Task: create a math problem that SymPy can compute\n\n"
             f"Choose one operation and an expression, different from the references, {self.challenge}\n\n"
             f"Operations:\n{operations}\n\n{EXPRESSION_RULES}\n"
-            f"Bounds: at most {self.config.max_nodes} expression nodes, integer powers up to {self.config.max_degree}, "
-            f"numbers of at most {self.config.max_digits} digits (the result too), and the result must differ "
-            "from the expression.\n"
+            f"Bounds: at most {self.rails.max_expression_nodes} expression nodes, integer powers up to "
+            f"{self.rails.max_degree}, numbers of at most {self.rails.max_digits} digits (the result too), and the "
+            "result must differ from the expression.\n"
             "Write the operation name in an ```operation block, the expression in an ```expression block and, "
             "only when the operation takes parameters, one `name: value` per line in a ```params block.\n\n"
             f"### Reference problems\n{shown or '(none yet)'}\n\n### Answer format\n{FORMAT_RULES}\n{example}"
@@ -542,10 +588,15 @@ class _OperationFamily(MathFamily):
         return None
 
     def dedup_key(self, payload: Mapping[str, Any]) -> str:
-        return json.dumps([payload["operation"], normalise(payload["canonical"]), sorted(payload["params"].items())])
+        """The operation, SymPy's canonical form of the input and the parameters with their defaults filled
+        in and rational values in lowest terms (`order: 1` is no `order`; `x: 6/2` is `x: 3`)."""
+        params = _canonical_params(payload["operation"], payload["params"])
+        return json.dumps([payload["operation"], normalise(payload["canonical"]), sorted(params.items())])
 
-    def describe(self, task: Task) -> str:
-        return _fences([*_proposal_blocks(task.payload), ("result", task.payload["result"])])
+    def structure_key(self, payload: Mapping[str, Any]) -> str:
+        """The operation, the canonical input with every number abstracted, and the parameter names."""
+        params = _canonical_params(payload["operation"], payload["params"])
+        return json.dumps([payload["operation"], _abstract_numbers(payload["canonical"]), sorted(params)])
 
 
 @register_family
@@ -692,9 +743,9 @@ class MathInduction(InductionFamily, MathFamily):
             f"{n} inputs, the unseen ones included. Choose distinct inputs that together pin down f, and a short "
             "message that hints at it without giving the formula away.\n\n"
             f"- Write each input in its own ```input block: an integer or a fraction such as `-3/2`, at most "
-            f"{self.config.max_digits} digits.\n- Write the message in one ```message block.\n"
+            f"{self.rails.max_digits} digits.\n- Write the message in one ```message block.\n"
             f"- To use your own function instead, add it in an ```expression block ({EXPRESSION_RULES} At most "
-            f"{self.config.max_nodes} nodes and powers up to {self.config.max_degree}.)\n\n"
+            f"{self.rails.max_expression_nodes} nodes and powers up to {self.rails.max_degree}.)\n\n"
             f"### Answer format\n{FORMAT_RULES}\n{example}"
         )
         return Prompt(
@@ -714,6 +765,14 @@ class MathInduction(InductionFamily, MathFamily):
             return Rejection("bad_message", f"the message must have 1..{self.config.max_message_chars} chars")
         inputs = [text.strip() for text in fenced_blocks(answer).get("input", [])]
         return {"expression": expression, "inputs": inputs, "message": message}
+
+    def example_proposals(self) -> list[tuple[Prompt, str]]:
+        prompt = self.proposer_prompt(self.seed_tasks(), random.Random(0))
+        inputs = [("input", str(x)) for x in range(-2, 6)]
+        return [
+            (prompt, format_answer(*inputs, ("message", "A polynomial."))),
+            (prompt, format_answer(*inputs, ("message", "A cubic."), ("expression", "x**3 - x"))),
+        ]
 
     def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
         """`min_inputs` integers and a hint, for the shown function or (half the time) a new one."""
@@ -817,3 +876,11 @@ class MathInduction(InductionFamily, MathFamily):
 
     def dedup_key(self, payload: Mapping[str, Any]) -> str:
         return json.dumps([normalise(payload["canonical"]), sorted(payload["inputs"])])
+
+    def structure_key(self, payload: Mapping[str, Any]) -> str:
+        return _abstract_numbers(payload["canonical"])
+
+    def triviality(self, task: Task) -> Rejection | None:
+        if task.payload["outputs"] == task.payload["inputs"]:
+            return Rejection("trivial", "f(x) = x on every input")
+        return None

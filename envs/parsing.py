@@ -70,7 +70,11 @@ def single_block(answer: str, tag: str, *, allow_bare: bool = False) -> str:
     raise FormatError(f"no ```{tag} block")
 
 
+def format_blocks(*blocks: tuple[str, str]) -> str:
+    """Render ``(tag, content)`` pairs as fenced blocks, one after the other, the way `fenced_blocks` reads them."""
+    return "\n".join(f"```{tag}\n{content}\n```" for tag, content in blocks)
+
+
 def format_answer(*blocks: tuple[str, str], think: str = "") -> str:
     """Render an answer the way the parser reads it (reference answers, prompt examples)."""
-    body = "\n".join(f"```{tag}\n{content}\n```" for tag, content in blocks)
-    return f"<think>{think}</think>\n<answer>\n{body}\n</answer>"
+    return f"<think>{think}</think>\n<answer>\n{format_blocks(*blocks)}\n</answer>"

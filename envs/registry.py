@@ -43,11 +43,14 @@ def get_family_class(name: str) -> type[TaskFamily]:
         raise KeyError(f"unknown family {name!r}; registered: {family_names()}") from None
 
 
-def make_family(name: str, config: FamilyConfig | Mapping[str, Any] | None = None, verifiers: Any = None) -> TaskFamily:
+def make_family(
+    name: str, config: FamilyConfig | Mapping[str, Any] | None = None, verifiers: Any = None, rails: Any = None
+) -> TaskFamily:
+    """The family `name` with `config` (a mapping or its config class), `verifiers` and `rails` (`Rails`)."""
     cls = get_family_class(name)
     if isinstance(config, Mapping):
         config = cls.config_class.from_dict(config)
-    return cls(config, verifiers)
+    return cls(config, verifiers, rails)
 
 
 def load_plugins() -> list[str]:

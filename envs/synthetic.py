@@ -59,6 +59,12 @@ def code_snippet(rng: random.Random) -> tuple[str, str]:
     return template.format(k=rng.randint(2, 9)), make_input(rng)
 
 
+def code_program(rng: random.Random, n: int) -> tuple[str, list[str]]:
+    """A small program and `n` inputs it accepts."""
+    template, make_input = rng.choice(CODE_TEMPLATES)
+    return template.format(k=rng.randint(2, 9)), [make_input(rng) for _ in range(n)]
+
+
 def code_inputs(rng: random.Random, n: int) -> list[str]:
     """`n` inputs of one random kind (ints, int lists or words), for a program the generator did not write."""
     make_input = rng.choice(INPUT_MAKERS)

@@ -191,6 +191,27 @@ def test_abduction_accepts_any_input_with_the_output(abduction):
     ]
 
 
+def test_abduction_evaluates_expression_answers_in_the_sandbox(abduction):
+    """A solver may answer with an expression, as benchmark rows do; it runs in the sandbox, never in the parent."""
+    task = propose_one(abduction, proposal("def f(xs):\n    return sum(xs)", "[1, 2, 3, 4]"))
+    assert task.payload["output"] == "10"
+    answers = [
+        "<answer>```input\n[1] * 10\n```</answer>",
+        "<answer>```input\nlist(range(5))\n```</answer>",
+        "<answer>```input\n[2] * 10\n```</answer>",
+        "<answer>```input\n(x := [10])\n```</answer>",
+        "<answer>```input\n1; 2\n```</answer>",
+    ]
+    verdicts = abduction.verify([task] * 5, answers)
+    assert [(v.status, v.reason) for v in verdicts[:4]] == [
+        ("correct", ""),
+        ("correct", ""),
+        ("wrong", "output_mismatch"),
+        ("wrong", "static_check"),  # refused before anything runs
+    ]
+    assert verdicts[4].status == "format_error"  # not an argument list
+
+
 # ------------------------------------------------------------------------------------- induction
 
 

@@ -5,9 +5,6 @@ New families (math, plug-ins imported by `flywheel.envs`) are picked up automati
 
 from __future__ import annotations
 
-import json
-import random
-import warnings
 from collections.abc import Iterator
 
 import flywheel.envs
@@ -16,44 +13,15 @@ import numpy as np
 import pytest
 from flywheel.envs import Task, family_names, make_family
 from flywheel.envs.gym_envs import ProposeEnv, SolveEnv
-from flywheel.envs.parsing import format_answer
 from flywheel.envs.resources import SharedVerifiers
+from flywheel.envs.testing import FamilyCheckError, check_family
 from flywheel.verifiers.sandbox import SandboxConfig
-from gymnasium.utils.env_checker import check_env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 assert flywheel.envs  # imported for its registrations
 ENV_IDS = sorted(env_id for env_id in gymnasium.registry if env_id.startswith("flywheel/"))
 FAMILIES = family_names()
-
-# Valid proposals per family, for the invariant on proposed tasks. A family with none listed is checked on
-# its seed tasks only; add yours here.
-PROPOSALS: dict[str, list[str]] = {
-    "code_deduction": [
-        format_answer(("python", "def f(xs, k):\n    return xs[k:] + xs[:k]"), ("input", "[1, 2, 3], 2")),
-        format_answer(("python", "def f(s):\n    return {c: s.count(c) for c in s}"), ("input", "'banana'")),
-    ],
-    "code_abduction": [
-        format_answer(("python", "def f(n):\n    return sum(range(n)) % 10"), ("input", "12")),
-        format_answer(("python", "def f(a, b):\n    return sorted(a)[b]"), ("input", "[5, 1, 4], 1")),
-    ],
-    "code_induction": [
-        format_answer(*[("input", f"[{i}, {2 * i}], {i}") for i in range(8)], ("message", "rotate")),
-    ],
-    "math_deduction": [
-        format_answer(("operation", "differentiate"), ("expression", "x**3*sin(x)")),
-        format_answer(("operation", "factor"), ("expression", "x**2 - 5*x + 6")),
-    ],
-    "math_abduction": [
-        format_answer(("operation", "solve"), ("expression", "x**2 - 5*x + 6")),
-        format_answer(("operation", "integrate"), ("expression", "3*x**2 + cos(x)")),
-    ],
-    "math_induction": [
-        format_answer(*[("input", str(i)) for i in range(-2, 6)], ("message", "a polynomial")),
-    ],
-}
-INDUCTION_PROGRAM = "def f(xs, k):\n    return xs[k % len(xs):] + xs[:k % len(xs)]"
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +37,27 @@ def test_every_family_has_both_ids():
         assert {f"flywheel/{stem}-Solve-v0", f"flywheel/{stem}-Propose-v0"} <= set(ENV_IDS)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
-def test_check_env(env_id):
-    # Own verifiers: the checker re-makes the env from its spec, deep-copying the kwargs.
-    env = gymnasium.make(env_id)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the checker reports problems as warnings
-        check_env(env.unwrapped, skip_render_check=True)
-    env.close()
+@pytest.mark.parametrize("name", FAMILIES)
+def test_check_family(name, verifiers):
+    """The public family check (seeds, prompts, answers, example proposals, store, check_env) on every family."""
+    check_family(name, verifiers=verifiers)
+
+
+def test_check_family_names_the_broken_invariant(verifiers):
+    family = make_family("math_deduction", verifiers=verifiers)
+    family.wrong_answer = family.reference_answer  # a "wrong" answer that verifies
+    with pytest.raises(FamilyCheckError, match="wrong answer of seed tasks"):
+        check_family(family, verifiers=verifiers, environments=False)
 
 
 def scripted_action(env) -> str:
-    """A reference answer for solve envs; for propose envs, a proposal copied from a reference (valid or not)."""
+    """A reference answer for solve envs; for propose envs, the family's first example proposal (valid or not
+    for the drawn prompt)."""
     unwrapped = env.unwrapped
     if isinstance(unwrapped, SolveEnv):
         return unwrapped.family.reference_answer(unwrapped.task)
-    examples = PROPOSALS.get(unwrapped.family.name)
-    return examples[0] if examples else "<answer>not a proposal</answer>"
+    examples = unwrapped.family.example_proposals()
+    return examples[0][1] if examples else "<answer>not a proposal</answer>"
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -200,38 +172,8 @@ def test_malformed_actions_are_scored_never_raised(env_id, verifiers):
         env.close()
 
 
-# ------------------------------------------------------------------------------ the reasoning-gym invariant
-
-
-def check_invariant(family, tasks: list[Task]) -> None:
-    assert tasks
-    right = family.verify(tasks, [family.reference_answer(task) for task in tasks])
-    wrong = family.verify(tasks, [family.wrong_answer(task) for task in tasks])
-    assert all(v.correct for v in right), right
-    assert not any(v.correct for v in wrong), wrong
-    assert all(v.status == "wrong" for v in wrong), "wrong answers must be well-formed"
-
-
-@pytest.mark.parametrize("name", FAMILIES)
-def test_reference_answers_verify_and_wrong_answers_do_not(name, verifiers):
-    family = make_family(name, verifiers=verifiers)
-    seeds = family.seed_tasks()
-    check_invariant(family, seeds)
-    for task in seeds:  # tasks are plain data and rebuild from their payload
-        assert Task.from_json(task.to_json()) == task
-        assert json.loads(task.to_json())["payload"] == dict(task.payload)
-        assert family.make_task(task.payload).task_id == task.task_id
-        assert family.solver_prompt(task) == family.solver_prompt(task)
-    texts = PROPOSALS.get(name)
-    if not texts:
-        pytest.skip(f"no example proposals listed for {name} (seed tasks checked)")
-    references = [Task(family=name, payload={"program": INDUCTION_PROGRAM}, task_id="ref"), *seeds]
-    prompts = [family.proposer_prompt(references, random.Random(0)) for _ in texts]
-    if name == "code_induction":
-        prompts = [family.proposer_prompt(references[:1], random.Random(0)) for _ in texts]
-    proposed = family.propose(texts, prompts)
-    assert all(isinstance(task, Task) for task in proposed), proposed
-    check_invariant(family, proposed)
+def example_text(name: str) -> str:
+    return make_family(name).example_proposals()[0][1]
 
 
 def test_propose_env_learnability_reward_with_a_solver(verifiers):
@@ -243,7 +185,7 @@ def test_propose_env_learnability_reward_with_a_solver(verifiers):
 
     env = ProposeEnv("code_deduction", solver=half_right_solver, n_solver_samples=8, verifiers=verifiers)
     env.reset(seed=0)
-    _, reward, _, _, info = env.step(PROPOSALS["code_deduction"][0])
+    _, reward, _, _, info = env.step(example_text("code_deduction"))
     assert info["valid"] and seen == [8]
     assert info["solve_rate"] == 0.75 and reward == pytest.approx(0.25)  # AZR: 1 - p
     assert len(env.buffer) == len(env.family.seed_tasks()) + 1
@@ -256,7 +198,7 @@ def test_propose_env_learnability_reward_with_a_solver(verifiers):
 def test_propose_env_without_solver_scores_validity(verifiers):
     env = ProposeEnv("code_abduction", verifiers=verifiers)
     env.reset(seed=1)
-    _, reward, _, _, info = env.step(PROPOSALS["code_abduction"][0])
+    _, reward, _, _, info = env.step(example_text("code_abduction"))
     assert reward == 0.0 and info["valid"] and "solve_rate" not in info
     assert Task.from_json(info["task"]).task_id == info["task_id"]
     env.close()
@@ -288,3 +230,29 @@ def test_env_closes_only_verifiers_it_created(verifiers):
     shared = SolveEnv("code_abduction", verifiers=verifiers)
     shared.close()
     assert verifiers.sandbox is not None
+
+
+def test_step_before_reset_raises_the_protocol_error(verifiers):
+    for env_class in (SolveEnv, ProposeEnv):
+        env = env_class("code_deduction", verifiers=verifiers)
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step("<answer>1</answer>")
+        env.close()
+
+
+def test_second_propose_step_raises_before_touching_the_buffer(verifiers):
+    env = ProposeEnv("code_deduction", verifiers=verifiers)
+    env.reset(seed=0)
+    text = example_text("code_deduction")
+    env.step(text)
+    size = len(env.buffer)
+    other = text.replace("xs[k:] + xs[:k]", "xs[:k] + xs[k:] + xs")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(other)
+    assert len(env.buffer) == size
+    vec = gymnasium.make_vec("flywheel/CodeDeduction-Propose-v0", num_envs=2, verifiers=verifiers)
+    with pytest.raises(RuntimeError, match="reset"):  # a vector env stepped before its reset
+        vec.step([other, other])
+    assert len(vec.unwrapped.envs[0].buffer) == len(env.family.seed_tasks())
+    vec.close()
+    env.close()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import random
+import re
 import signal
 
 import pytest
@@ -79,6 +82,21 @@ EQUAL = [
     ("[3, 1, 2]", "[3, 1, 2]"),
     ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "Matrix([[1,2],[3,4]])"),
     ("\\begin{bmatrix}1\\\\2\\end{bmatrix}", "Matrix([[1],[2]])"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}"),
+    # membership, infinity written `oo` inside LaTeX
+    ("x \\in [-2,7]", "x \\in [-2,7]"),
+    ("x \\in [-2,7]", "[-2, 7]"),
+    ("x \\in [-2,7]", "-2 \\le x \\le 7"),
+    ("x \\in \\{1, 2\\}", "\\{2, 1\\}"),
+    ("\\left(-oo, \\frac{1}{2}\\right]", "(-\\infty, \\frac{1}{2}]"),
+    ("x \\in (-oo, 0) \\cup (1, \\infty)", "(-\\infty, 0) \\cup (1, oo)"),
+    # identities that need exact arithmetic or a symbolic proof
+    ("\\sqrt{2}+\\sqrt{3}", "\\sqrt{5+2\\sqrt{6}}"),
+    ("\\sin(2x)", "2\\sin x \\cos x"),
+    ("\\sqrt{2}(x+1)", "\\sqrt{2}x+\\sqrt{2}"),
+    ("(x+y)^3", "x^3 + 3x^2 y + 3x y^2 + y^3"),
+    ("\\tan\\frac{\\pi}{12}", "2-\\sqrt{3}"),
+    ("e^{i\\pi}", "-1"),
     # tolerances: only with a decimal literal
     ("1/3", "0.333333333333"),
     ("2.5", "5/2"),
@@ -118,6 +136,9 @@ NOT_EQUAL = [
     ("3+4i", "3-4i"),
     ("1000", "1,000,001"),
     ("x + 10^{-20}", "x"),
+    ("(x+1)^{1000000000}", "(x+2)^{1000000000}"),
+    ("x \\in [-2, 7]", "x \\in (-2, 7)"),
+    ("\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}", "\\begin{pmatrix} 1 & 2 & 3 & 4 \\end{pmatrix}"),
 ]
 
 PARSE_ERRORS = [
@@ -239,6 +260,24 @@ def test_hard_timeout_kills_and_respawns_worker():
         assert old.poll() is not None and c._procs[0].proc.pid != old.pid
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"timeout_s": float("inf")},
+        {"timeout_s": 1e308},
+        {"timeout_s": 0},
+        {"timeout_s": float("nan")},
+        {"workers": 0},
+        {"workers": -3},
+        {"rel_tol": float("nan")},
+        {"abs_tol": -1.0},
+    ],
+)
+def test_bad_settings_are_refused(settings):
+    with pytest.raises(ValueError, match="must be"):
+        MathChecker(**settings)
+
+
 def test_workers_are_separate_processes(checker):
     checker.check("1", "1")
     assert all(p.proc.pid != os.getpid() and p.proc.poll() is None for p in checker._procs)
@@ -309,3 +348,227 @@ def test_compute_piecewise_round_trip(checker):
     res = checker.compute_many([ComputeRequest("sum", "r^k", params={"lower": "0", "upper": "n", "index": "k"})])[0]
     assert res.status == "ok" and "Piecewise" in res.value
     assert checker.check(res.value, res.value).equal
+
+
+# ------------------------------------------------------------------ numeric false positives (issue 12 §4)
+
+
+def _old_probe_points() -> list[tuple[int, int]]:
+    """The 6 fixed points the checker used to probe, (a, b) for a/997 + b/991 i (seed 20240611)."""
+    rng = random.Random(20240611)
+    return [(rng.randint(-2000, 2000), rng.randint(1, 2000)) for _ in range(6)]
+
+
+def _vanishing_at_old_points(real: bool) -> str:
+    """prod(x - p_i) over the old points; `real` pairs each with its conjugate (rational coefficients)."""
+    if real:
+        return "*".join(f"(x^2 - 2*({a}/997)*x + ({a}/997)^2 + ({b}/991)^2)" for a, b in _old_probe_points())
+    return "*".join(f"(x - ({a}/997 + {b}/991*I))" for a, b in _old_probe_points())
+
+
+TINY_OR_HIDDEN_TERMS = [
+    ("x", "x + 10^{-30}"),
+    ("2x+1", "2x+1+10^{-40}x^3"),
+    ("x^2", "x^2 + 10^{-60}xy"),
+    ("\\frac{1}{x}", "\\frac{1}{x} + \\frac{10^{-50}}{x^2 + 1}"),
+    ("x", "x + " + _vanishing_at_old_points(real=True)),
+    ("x", "x + " + _vanishing_at_old_points(real=False)),
+    ("sin(x)", "sin(x) + " + _vanishing_at_old_points(real=True)),
+    ("sin(x)", "sin(x) + sin(x) * " + _vanishing_at_old_points(real=False)),
+    ("e^x", "e^x + 10^{-30}\\sin x"),
+    ("\\sin^2 x + \\cos^2 x", "1 + 10^{-30}\\cos x"),
+    ("\\sqrt{x^2 + 1}", "\\sqrt{x^2 + 1} + 10^{-35}\\sqrt{x}"),
+    ("\\pi", "\\pi + 10^{-30}\\sqrt{2}"),
+    ("\\ln 2", "\\ln 2 + 10^{-45}\\pi"),
+    ("e^{\\pi\\sqrt{163}}", "640320^3 + 744"),
+    ("\\sqrt{2}+\\sqrt{3}", "\\sqrt{5+2\\sqrt{6}} + 10^{-200}"),
+    ("\\sqrt{2}+\\sqrt{3}", "\\sqrt{5+2\\sqrt{6}} + 10^{-200}\\pi"),
+]
+
+
+def test_tiny_or_point_vanishing_terms_are_not_equal(checker):
+    """Each pair fooled the old fixed-point, 25-digit probe ("numerically equal at 6 random complex points")."""
+    pairs = TINY_OR_HIDDEN_TERMS + [(b, a) for a, b in TINY_OR_HIDDEN_TERMS]
+    verdicts = checker.check_many(pairs)
+    bad = [(p, v) for p, v in zip(pairs, verdicts, strict=True) if v.verdict != "not_equal"]
+    assert not bad, bad
+
+
+def test_equal_verdicts_say_how_equality_was_decided(checker):
+    proven = {
+        ("(x+1)^2", "x^2+2x+1"): "exact arithmetic",
+        ("\\frac{x^2-1}{x-1}", "x+1"): "exact arithmetic",
+        ("\\sqrt{2}(x+1)", "\\sqrt{2}x+\\sqrt{2}"): "expands to 0",
+        ("\\sin^2 x + \\cos^2 x", "1"): "simplifies to 0",
+        ("\\ln(e^x)", "x"): "not proven: difference is 0 to 400 digits",
+    }
+    verdicts = checker.check_many(list(proven))
+    assert all(v.equal and how in v.reason for v, how in zip(verdicts, proven.values(), strict=True)), verdicts
+
+
+def test_probe_points_are_fresh_per_check(checker):
+    """The counterexample point changes from check to check: nobody can aim a term at it."""
+    reasons = {checker.check("\\sqrt{x^2}", "x").reason for _ in range(3)}
+    assert len(reasons) == 3 and all(re.search(r"differs at x=", r) for r in reasons), reasons
+
+
+# ------------------------------------------------------------------ differential test over MATH answer shapes
+
+MATH_GOLD_SHAPES = [
+    # integers, separators, negatives, decimals, scientific notation, money
+    "5",
+    "-7",
+    "0",
+    "1{,}000",
+    "10,000",
+    "1\\,000",
+    "2.5",
+    "-0.25",
+    "6.02 \\times 10^{23}",
+    "1.5 \\times 10^{-3}",
+    "\\$18.90",
+    "\\$1,000",
+    # fractions, radicals, pi, e
+    "\\frac{3}{4}",
+    "-\\frac{1}{2}",
+    "\\dfrac{7}{2}",
+    "\\tfrac{1}{3}",
+    "3\\frac{1}{2}",
+    "\\frac{\\sqrt{3}}{2}",
+    "2\\sqrt{3}",
+    "\\sqrt[3]{2}",
+    "4 + 2\\sqrt{2}",
+    "\\frac{1 + \\sqrt{5}}{2}",
+    "3\\pi",
+    "\\frac{5\\pi}{6}",
+    "e^{2}",
+    "2^{10}",
+    "10^{-20}",
+    "\\binom{5}{2}",
+    "5!",
+    "\\log_2 3",
+    # degrees, percentages, units, text
+    "30^\\circ",
+    "45^{\\circ}",
+    "25\\%",
+    "12.5\\%",
+    "5\\text{ cm}",
+    "\\text{Monday}",
+    "\\text{(C)}",
+    "\\textbf{(A)}",
+    # expressions and equations
+    "x^2 + 2x + 1",
+    "\\frac{x+1}{x-1}",
+    "(x - 1)(x + 2)",
+    "3x^2 - 5x + 2",
+    "\\sin x",
+    "\\cos^2 x",
+    "y = 2x + 3",
+    "x = 5",
+    "x^2 + y^2 = 25",
+    "y = -\\frac{1}{2}x + 4",
+    # intervals, unions, inequalities, membership
+    "[-2, 7]",
+    "(-\\infty, 3)",
+    "(-\\infty, -1) \\cup (2, \\infty)",
+    "[0, 1) \\cup (1, 2]",
+    "(3, \\infty)",
+    "x \\in [-2,7]",
+    "x \\in (-\\infty, 0]",
+    "x < 3",
+    "-2 \\le x \\le 7",
+    # tuples, matrices, sets, several answers, complex numbers
+    "(1, 2)",
+    "(3, -1, 2)",
+    "\\left( 2, \\frac{\\pi}{3} \\right)",
+    "\\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}",
+    "\\begin{pmatrix} -1 \\\\ 2 \\end{pmatrix}",
+    "\\begin{bmatrix} 1 & 0 \\\\ 0 & 1 \\end{bmatrix}",
+    "\\begin{pmatrix} \\frac{1}{2} & 0 \\\\ 0 & 3 \\end{pmatrix}",
+    "\\{1, 2, 3\\}",
+    "\\{-1, \\frac{1}{2}\\}",
+    "2, -3",
+    "\\pm 3",
+    "1 \\pm \\sqrt{2}",
+    "3 + 4i",
+    "\\infty",
+    "-\\infty",
+    "\\emptyset",
+    "\\boxed{7}",
+    "\\left|x - 1\\right|",
+    "\\frac{9\\pi}{2}",
+    "(-\\infty, \\infty)",
+    "\\sqrt{2}/2",
+    "x^{2}",
+    "\\text{no solution}",
+]
+
+_TOKEN = re.compile(r"\\(?:text|textbf|mbox|mathrm|begin|end)\{[^{}]*\}|\{,\}|\\[A-Za-z]+|\\.|\d+(?:\.\d+)?|\S")
+_OPENERS, _CLOSERS = {"(": ")", "[": "]", "\\{": "\\}"}, {")", "]", "\\}"}
+
+
+def _spaced(text: str) -> str:
+    """A space between every token (commands, numbers, `\\text{...}` kept whole)."""
+    return " ".join(_TOKEN.findall(text))
+
+
+def _compact(text: str) -> str:
+    """No spaces, except where two tokens would merge: a command name and a letter (`\\sin x`), two numbers."""
+    tokens = _TOKEN.findall(text)
+    out = tokens[:1]
+    for prev, tok in itertools.pairwise(tokens):
+        merge = (re.fullmatch(r"\\[A-Za-z]+", prev) and tok[0].isalnum()) or (prev[-1] + tok[0]).isdigit()
+        out.append((" " if merge else "") + tok)
+    return "".join(out)
+
+
+def _sized(text: str, left: str, right: str) -> str:
+    """Every bracket pair (an interval may pair `[` with `)`) gets `left`/`right`; `\\sqrt[n]` is left alone."""
+    matches = list(_TOKEN.finditer(text))
+    inserts: dict[int, str] = {}
+    stack: list[int] = []
+    for i, m in enumerate(matches):
+        if m.group() in _OPENERS and not (m.group() == "[" and i and matches[i - 1].group() == "\\sqrt"):
+            stack.append(m.start())
+        elif m.group() in _CLOSERS and stack:
+            inserts[stack.pop()] = left
+            inserts[m.start()] = right
+    return "".join(inserts.get(i, "") + ch for i, ch in enumerate(text))
+
+
+def _variants(gold: str) -> list[str]:
+    """Whitespace, `\\left`/`\\right` (and `\\bigl`/`\\Bigr`) variants of a gold answer, with fraction
+    spellings and the usual wrappers."""
+    forms = [gold, _spaced(gold), _compact(gold)]
+    forms += [_sized(f, "\\left", "\\right") for f in forms]
+    forms += [_sized(gold, "\\bigl", "\\bigr"), _sized(_spaced(gold), "\\Bigl ", "\\Bigr ")]
+    forms += [re.sub(r"\\[dt]?frac", template, gold) for template in (r"\\dfrac", r"\\tfrac", r"\\frac")]
+    forms += [f"${gold}$", f"\\({gold}\\)", f"The answer is $\\boxed{{{_spaced(gold)}}}$."]
+    return list(dict.fromkeys(forms))
+
+
+def _mutated(gold: str) -> str:
+    """The gold answer with its first digit changed: a different answer for every shape that has a digit."""
+    return re.sub(r"\d", lambda m: str((int(m.group()) + 1) % 10), gold, count=1)
+
+
+def test_variant_generators():
+    assert _spaced("\\frac{1}{2}") == "\\frac { 1 } { 2 }"
+    assert _compact("\\sin x + 1") == "\\sin x+1"
+    assert _sized("[0, 1) \\cup \\{2\\}", "\\left", "\\right") == "\\left[0, 1\\right) \\cup \\left\\{2\\right\\}"
+    assert _sized("\\sqrt[3]{2}", "\\left", "\\right") == "\\sqrt[3]{2}"
+    assert len(_variants("(1, 2)")) >= 10
+
+
+def test_math_answer_shapes_equal_their_variants(checker):
+    """Differential test: every gold equals itself (both ways) and all its variants, and not its mutation."""
+    pairs, expected = [], []
+    for gold in MATH_GOLD_SHAPES:
+        pairs += [(gold, v) for v in _variants(gold)] + [(_spaced(gold), gold)]
+        expected += ["equal"] * (len(pairs) - len(expected))
+        if re.search(r"\d", gold):
+            pairs.append((gold, _mutated(gold)))
+            expected.append("not_equal")
+    verdicts = checker.check_many(pairs)
+    bad = [(p, v) for p, v, e in zip(pairs, verdicts, expected, strict=True) if v.verdict != e]
+    assert not bad, bad

@@ -97,10 +97,10 @@ def test_families_are_registered() -> None:
 
 
 def test_config_validation() -> None:
-    config = MathFamilyConfig.from_dict({"operations": ["limit", "solve"], "max_nodes": 20})
+    config = MathFamilyConfig.from_dict({"operations": ["limit", "solve"], "max_answer_chars": 20})
     assert config.operations == ("limit", "solve")
-    assert MathFamilyConfig().operations == OPERATIONS
-    for bad in ({"operations": ["integrate", "prove"]}, {"operations": []}, {"max_digits": 0}, {"min_inputs": 1}):
+    assert make_family("math_deduction").config.operations == OPERATIONS  # none given: all the rails allow
+    for bad in ({"operations": ["integrate", "prove"]}, {"operations": []}, {"max_answer_chars": 0}, {"min_inputs": 1}):
         with pytest.raises(ValueError):
             MathFamilyConfig.from_dict(bad)
     with pytest.raises(ValueError, match="unknown settings"):

@@ -101,12 +101,13 @@ def test_check_deterministic(sandbox: Sandbox) -> None:
 
 
 def _executor_state(sb: Sandbox) -> tuple[int, int, int]:
+    """Open fds, children other than the zygote, and files left in the slots' private directories."""
     pid = sb.executor_pid
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     tasks = os.listdir(f"/proc/{pid}/task")
-    children = sum(len(Path(f"/proc/{pid}/task/{t}/children").read_text().split()) for t in tasks)
+    children = sum(len(Path(f"/proc/{pid}/task/{t}/children").read_text().split()) for t in tasks) - 1
     tmp = Path(f"/proc/{pid}/root") / sb._executor_tmp.lstrip("/")
-    return fds, children, len(os.listdir(tmp))
+    return fds, children, sum(len(os.listdir(slot)) for slot in tmp.iterdir())
 
 
 def _settled(sb: Sandbox) -> tuple[int, int, int]:
@@ -155,3 +156,65 @@ def test_close_ends_executor_and_shadow() -> None:
         assert not Path(f"/proc/{p}").exists() or "Z" in Path(f"/proc/{p}/stat").read_text().split()[2]
     with pytest.raises(RuntimeError):
         sb.run("def f():\n    return 1", [""])
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timeout_s", float("inf")),
+        ("timeout_s", 1e308),
+        ("timeout_s", 0),
+        ("timeout_s", -1),
+        ("timeout_s", float("nan")),
+        ("workers", 0),
+        ("workers", -3),
+        ("workers", 2.5),
+        ("memory_mb", 1),
+        ("max_program_chars", 0),
+        ("isolation", "none"),
+    ],
+)
+def test_config_refuses_out_of_range_values(field: str, value: object) -> None:
+    with pytest.raises(ValueError, match=field):
+        SandboxConfig(**{field: value})
+
+
+# Standard-library behaviour that loads code lazily (codecs, _strptime, locale-free formatting, ...): the
+# sandbox must answer exactly as plain Python does (preload.py imports what the child could not).
+STDLIB_PROBES = [
+    "'x\u3042'.encode('shift_jis')",
+    "'x'.encode('euc_kr') + 'x'.encode('gb18030') + 'x'.encode('big5') + 'x'.encode('iso2022_jp')",
+    "'b\u00fccher'.encode('idna')",
+    "'b\u00fccher'.encode('punycode')",
+    "'\u00e9'.encode('cp1252') + '\u00e9'.encode('mac_roman') + 'A'.encode('cp037')",
+    "b'\\xff\\xfea\\x00'.decode('utf-16')",
+    "'x'.encode('hex')",
+    "unicodedata.name('\u00e9'), unicodedata.normalize('NFKD', '\ufb01'), unicodedata.category('A')",
+    "datetime.datetime.strptime('2024-01-02', '%Y-%m-%d').day, time.strptime('2024', '%Y').tm_year",
+    "datetime.date(2024, 1, 1).strftime('%A %B'), '{:%Y}'.format(datetime.date(2024, 1, 1))",
+    "calendar.month_name[1], calendar.day_abbr[0], calendar.isleap(2024)",
+    "re.findall('(?i)stra\u00dfe', 'STRASSE'), re.sub(r'\\w+', '-', 'h\u00e9llo w\u00f6rld', flags=re.A)",
+    "re.findall(rb'\\w', b'a1', re.L)",
+    "str(decimal.Decimal(1) / 7), decimal.getcontext().prec, str(decimal.Context(prec=5).sqrt(2))",
+    "'\u00df'.upper(), '\u0130'.lower(), '\u01c5'.title(), format(1234567, ','), format(1234567.5, 'n')",
+    "json.dumps({'a': float('nan')}), json.loads('[1.5]')",
+    "str(fractions.Fraction('1/3') + 1), statistics.median([1, 3, 2]), statistics.NormalDist(0, 1).cdf(1)",
+    "random.Random(1).random(), textwrap.fill('a b c', 3)",
+    "collections.namedtuple('P', 'a b')(1, 2)._asdict(), int('\u0661\u0662'), float('1_000.5')",
+    "array.array('i', [1]).tobytes(), sorted(['b', 'A'], key=str.casefold)",
+]
+PROBE = (
+    "import array, calendar, collections, datetime, decimal, fractions, json, random, re, statistics\n"
+    "import textwrap, time, unicodedata\n"
+    "def f():\n    try:\n        return repr({expr})\n    except Exception as exc:\n"
+    "        return type(exc).__name__ + ': ' + str(exc)\n"
+)
+
+
+def test_stdlib_behaves_as_in_plain_python(sandbox: Sandbox) -> None:
+    results = sandbox.run_many([Job(PROBE.format(expr=expr), ("",)) for expr in STDLIB_PROBES])
+    for expr, (result,) in zip(STDLIB_PROBES, results, strict=True):
+        namespace: dict = {}
+        exec(PROBE.format(expr=expr), namespace)  # trusted probe code: the reference answer
+        assert result.status == Status.OK, (expr, result)
+        assert result.value == repr(namespace["f"]()), expr

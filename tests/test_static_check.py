@@ -45,6 +45,10 @@ def test_accepts_ordinary_programs(source: str) -> None:
         ("def g():\n    yield\ng().gi_frame.f_back", "gi_frame"),
         ("import random\nrandom._inst.f_globals", "f_globals"),
         ("'{0.__class__}'.format(1)", "format field"),
+        ("'{0._os}'.format(1)", "format field"),
+        ("import random\nrandom._os.getcwd()", "random._os"),
+        ("import collections as c\nc._sys.modules", "c._sys"),
+        ("from random import _os", "_os"),
         ("def f(:", "does not parse"),
     ],
 )
@@ -56,3 +60,23 @@ def test_rejects_with_reason(source: str, needle: str) -> None:
 def test_allowlist_is_configurable() -> None:
     assert check_program("import hashlib", DEFAULT_ALLOWED_IMPORTS)
     assert check_program("import hashlib", DEFAULT_ALLOWED_IMPORTS | {"hashlib"}) == []
+
+
+@pytest.mark.parametrize(
+    ("inputs", "needle"),
+    [
+        (("1", "__import__('os')"), "input 1, line 1: name '__import__'"),
+        (("(helper := len)",), "assignment (:=) in an input"),
+        (("'{0.__class__}'",), "format field"),
+        (("().__class__",), "'__class__'"),
+    ],
+)
+def test_inputs_are_checked_like_programs(inputs: tuple[str, ...], needle: str) -> None:
+    problems = check_program("def f(x):\n    return x", DEFAULT_ALLOWED_IMPORTS, inputs)
+    assert any(needle in p for p in problems), problems
+
+
+def test_expression_inputs_and_unparseable_inputs_pass() -> None:
+    """Unparseable inputs run nothing (the child answers `bad input`), so they are no reason to refuse."""
+    inputs = ("dict(a=1)", "'abc'.upper()", "[1] * 20", "range(100, 120)", "lambda x: x < 2", "1)(2", "[")
+    assert check_program("def f(*a):\n    return a", DEFAULT_ALLOWED_IMPORTS, inputs) == []

@@ -26,9 +26,9 @@ SMALL = [
     "--max_solver_completion_length", "8",
     "--save_steps", "3",
     "--text_log_every", "2",
-    "--warmup_steps", "2",
-    "--warmup_examples", "8",
-    "--warmup_batch_size", "2",
+    "--warm_start_steps", "2",
+    "--warm_start_examples", "8",
+    "--warm_start_batch_size", "2",
 ]  # fmt: skip
 
 
@@ -36,7 +36,7 @@ def documented_tags() -> tuple[list[tuple[str, bool]], list[tuple[str, bool]]]:
     """(pattern, always written) for scalar and histogram/text rows of the README's tag tables."""
     scalars, others = [], []
     for line in (REPO / "README.md").read_text().splitlines():
-        match = re.match(r"\|\s*`([^`]+)`\s*\|\s*(scalar|histogram|text)\s*\|\s*(always|sometimes)\s*\|", line)
+        match = re.match(r"\|\s*`([^`]+)`\s*\|\s*(scalar|histogram|text|layout)\s*\|\s*(always|sometimes)\s*\|", line)
         if match:
             tag, kind, when = match.groups()
             pattern = "^" + re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_.-]+", re.escape(tag)) + "$"
@@ -76,10 +76,10 @@ def test_three_steps_checkpoint_tensorboard_and_resume(tmp_path: Path) -> None:
     events = EventAccumulator(str(runs[0]), size_guidance={"scalars": 0, "histograms": 0, "tensors": 0})
     events.Reload()
     tags = events.Tags()
-    step_curve = [(e.step, e.value) for e in events.Scalars("train/selfplay/step")]
+    step_curve = [(e.step, e.value) for e in events.Scalars("selfplay/step")]
     assert step_curve == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0)]
-    warmup_steps = [e.step for e in events.Scalars("warmup/loss")]
-    assert warmup_steps == [-1, 0], "the warm-up runs once, before step 1, and not again on --resume"
+    warm_start_steps = [e.step for e in events.Scalars("warm_start/loss")]
+    assert warm_start_steps == [-1, 0], "the warm-up runs once, before step 1, and not again on --resume"
     scalar_docs, other_docs = documented_tags()
     check_documented(set(tags["scalars"]), scalar_docs)
     text_tags = {tag.removesuffix("/text_summary") for tag in tags["tensors"]}
@@ -101,14 +101,14 @@ def test_bad_recipes_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureF
     assert main([*SMALL, *out, "--resume"]) == 2
     assert "no checkpoint-*" in capsys.readouterr().err
     missing = str(tmp_path / "missing.jsonl")
-    assert main([*SMALL, "--output_dir", str(tmp_path / "e"), "--eval_file", missing, "--eval_every", "1"]) == 2
+    assert main([*SMALL, "--output_dir", str(tmp_path / "e"), "--eval_files", missing]) == 2
     assert "No such file" in capsys.readouterr().err
     assert main([*SMALL, "--output_dir", str(tmp_path / "s"), "--seed_files", f"code_deduction={missing}"]) == 2
     assert "No such file" in capsys.readouterr().err
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"family": "code_deduction"}\n')
-    assert main([*SMALL, "--output_dir", str(tmp_path / "b"), "--eval_file", str(broken), "--eval_every", "1"]) == 2
-    assert "line 1 is not a task" in capsys.readouterr().err
+    assert main([*SMALL, "--output_dir", str(tmp_path / "b"), "--eval_files", str(broken)]) == 2
+    assert "broken.jsonl line 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -123,7 +123,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
     import time
 
     run = tmp_path / "run"
-    argv = [*SMALL, "--warmup_steps", "0", "--max_steps", "500", "--save_steps", "500", "--output_dir", str(run)]
+    argv = [*SMALL, "--warm_start_steps", "0", "--max_steps", "500", "--save_steps", "500", "--output_dir", str(run)]
     command = [sys.executable, "-m", "flywheel.train.cli", "train", *argv]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy())
     stderr = bytearray()

@@ -100,7 +100,7 @@ def train_easy_family(run: Path, seed: int) -> list[float]:
             "8",
             "--advantage_estimator",
             "grpo",
-            "--warmup_steps",
+            "--warm_start_steps",
             "0",
             "--learning_rate",
             "0.005",

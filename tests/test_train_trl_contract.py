@@ -68,10 +68,36 @@ def test_one_real_step_with_ppo_clip_and_kl(tmp_path: Path) -> None:
         "--k_references", "1", "--n_solver_samples", "2",
         "--max_proposer_completion_length", "8", "--max_solver_completion_length", "8",
         "--num_iterations", "2", "--beta", "0.1", "--advantage_estimator", "grpo",
-        "--max_steps", "2", "--save_steps", "2", "--report_to", "none", "--warmup_steps", "0",
+        "--max_steps", "2", "--save_steps", "2", "--report_to", "none", "--warm_start_steps", "0",
     ])
     # fmt: on
     assert status == 0
     assert json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())["global_step"] == 2
     # Two optimizer steps reuse one self-play batch.
     assert json.loads((run / "checkpoint-2" / "selfplay_state.json").read_text())["step"] == 1
+
+
+def test_cpu_log_probs_equal_trls_fused_head() -> None:
+    """On CPU FlywheelTrainer computes only the completion logits; values must equal TRL's fused LM head
+    (which scores every position there), with a temperature and left padding."""
+    from types import SimpleNamespace
+
+    import torch
+    from accelerate import Accelerator
+    from flywheel.agents import load_policy
+    from trl.trainer.utils import add_fused_lm_head
+
+    model, _ = load_policy("flywheel/tiny", device="cpu")
+    stub = SimpleNamespace(accelerator=Accelerator(cpu=True), temperature=0.7)
+    add_fused_lm_head(model, temperature=stub.temperature, cast_lm_head_to_fp32=False, outputs=("log_probs", "entropy"))
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, model.config.vocab_size, (4, 30), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, :5] = 0
+    attention_mask[3, -4:] = 0  # a completion shorter than the others (right padding)
+    args = (model, input_ids, attention_mask, 12, 3, True)
+    ours = FlywheelTrainer._get_per_token_logps_and_entropies(stub, *args)
+    trls = GRPOTrainer._get_per_token_logps_and_entropies(stub, *args)
+    mask = attention_mask[:, -12:].bool()
+    assert torch.allclose(ours[0][mask], trls[0][mask], atol=1e-5)
+    assert torch.allclose(ours[1][mask], trls[1][mask], atol=1e-5)

@@ -83,3 +83,25 @@ def test_a_short_warm_up_teaches_the_answer_format(verifiers: SharedVerifiers) -
     train_format(model, tokenizer, train, steps=WARMUP_STEPS, batch_size=8, learning_rate=5e-3, seed=0)
     after = format_error_rate(agent, family, held_out)
     assert after <= before - MARGIN, f"format-error rate {before:.2f} before the warm-up, {after:.2f} after"
+
+
+def test_the_warm_start_has_its_own_fields_and_leaves_the_lr_warm_up_alone() -> None:
+    """`warmup_steps` is transformers' learning-rate warm-up; the supervised warm start must not set it."""
+    from flywheel.train.run import parse_config
+
+    config = parse_config([])
+    own = config.selfplay_fields()
+    assert own["warm_start_steps"] == config.warm_start_steps > 0
+    assert "warmup_steps" not in own and "learning_rate" not in own, "TRL's fields are not Flywheel's"
+    assert {"families", "k_references", "model_name_or_path"} <= set(own)
+    assert config.warmup_steps == 0, "the laptop recipe's self-play starts at its full learning rate"
+
+
+def test_a_time_budget_stops_training_after_the_step_that_reaches_it(verifiers: SharedVerifiers) -> None:
+    model, tokenizer = load_policy("flywheel/tiny", device="cpu")
+    agent = Agent(model, tokenizer, template="r1")
+    families = {"code_deduction": make_family("code_deduction", None, verifiers)}
+    examples = build_examples(families, agent, n_examples=4, k_references=2, seed=0, roles=("solve",))
+    options = {"batch_size": 2, "learning_rate": 1e-3, "seed": 0}
+    assert len(train_format(model, tokenizer, examples, steps=3, seconds=0.0, **options)) == 1
+    assert len(train_format(model, tokenizer, examples, steps=3, seconds=3600.0, **options)) == 3

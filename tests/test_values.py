@@ -58,7 +58,7 @@ def test_canonical_refuses_subclasses_and_objects() -> None:
         def __repr__(self) -> str:
             return "42"
 
-    for bad in (Lying(1), object(), ..., [1, object()], {"k": range(3)}):
+    for bad in (Lying(1), object(), ..., [1, object()], {"k": iter(range(3))}, (x for x in ()), map(str, "")):
         with pytest.raises(UnsupportedValue):
             canonical(bad)
 
@@ -119,3 +119,29 @@ def test_garbage_is_unequal_never_raises() -> None:
     for a, b in (("", ""), ("[", "["), ("x", "x"), ("1" * 6000, "1" * 6000)):
         assert values_equal(a, b) is False
     assert values_equal(None, "1") is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (range(3), "range(0, 3)"),
+        (range(1, 10, 2), "range(1, 10, 2)"),
+        ({"b": 1, "a": [2]}.items(), "dict_items([('b', 1), ('a', [2])])"),
+        ({3: 1, 1: 2}.keys(), "dict_keys([3, 1])"),
+        ({1: (1, 2)}.values(), "dict_values([(1, 2)])"),
+    ],
+)
+def test_ranges_and_dict_views_print_like_repr_and_round_trip(value: object, text: str) -> None:
+    assert canonical(value) == text == repr(value)
+    assert canonical(parse_literal(text)) == text
+
+
+def test_ranges_and_dict_views_compare_like_python() -> None:
+    assert values_equal("dict_keys([1, 2])", "dict_keys([2, 1])")  # set-like, as in Python
+    assert values_equal("dict_items([(1, 'a'), (2, 'b')])", "dict_items([(2, 'b'), (1, 'a')])")
+    assert not values_equal("dict_values([1, 2])", "dict_values([2, 1])")  # order counts
+    assert values_equal("range(0, 0)", "range(5, 5)")
+    assert not values_equal("range(0, 3)", "[0, 1, 2]")  # kinds must match
+    for bad in ("dict_items([1, 2])", "dict_keys([[1]])", "range(1.5)", "range()"):
+        with pytest.raises(ValueError):
+            parse_literal(bad)

@@ -7,14 +7,36 @@ is computed here rather than set by hand.
 
 from __future__ import annotations
 
+import inspect
+import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from flywheel.envs.rails import Rails
 from flywheel.envs.rewards import RewardConfig
 from flywheel.train.advantages import ESTIMATORS
 from trl import GRPOConfig
 
 ROLES = ("propose", "solve")
+POSITIVE_FIELDS = frozenset(
+    {
+        "lora_r",
+        "lora_alpha",
+        "proposer_batch_size",
+        "solver_batch_size",
+        "n_solver_samples",
+        "buffer_capacity",
+        "max_proposer_completion_length",
+        "max_solver_completion_length",
+        "warm_start_examples",
+        "warm_start_batch_size",
+        "torch_threads",
+        "eval_max_new_tokens",
+        "eval_samples",
+    }
+)
+"""Integer fields that must be at least 1 (the others must be at least 0)."""
 TEMPLATES = ("auto", "r1", "chat")
 
 
@@ -23,7 +45,7 @@ class FlywheelConfig(GRPOConfig):
     """Self-play training settings. TRL's own fields (learning rate, `num_generations`, `beta`,
     `num_iterations`, `use_vllm`, `save_steps`, ...) keep their meaning; see TRL's GRPOConfig."""
 
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*GRPOConfig._VALID_DICT_FIELDS, "family_configs"]
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*GRPOConfig._VALID_DICT_FIELDS, "family_configs", "rails"]
 
     # --- model ---------------------------------------------------------------------------------------
     model_name_or_path: str = field(
@@ -95,25 +117,35 @@ class FlywheelConfig(GRPOConfig):
         },
     )
 
-    # --- format warm-up (flywheel.train.warmup) ------------------------------------------------------
-    warmup_steps: int = field(
+    # --- warm start: supervised stage before self-play (flywheel.train.warmup) -----------------------------
+    # Not `warmup_*`: transformers reads `warmup_steps` as the learning-rate warm-up of the scheduler.
+    warm_start_steps: int = field(
         default=0,
         metadata={
-            "help": "Supervised format warm-up before self-play: optimizer steps on reference answers and valid "
+            "help": "Supervised warm start before self-play: optimizer steps on reference answers and valid "
             "proposals of the played families (0: none). Runs once, at the start of a fresh run."
         },
     )
-    warmup_examples: int = field(
-        default=512, metadata={"help": "Warm-up examples, split evenly over families x roles."}
+    warm_start_examples: int = field(
+        default=512, metadata={"help": "Warm-start examples, split evenly over families x roles."}
     )
-    warmup_batch_size: int = field(default=8, metadata={"help": "Warm-up examples per optimizer step."})
-    warmup_learning_rate: float = field(default=3e-3, metadata={"help": "Warm-up AdamW learning rate (constant)."})
+    warm_start_batch_size: int = field(default=8, metadata={"help": "Warm-start examples per optimizer step."})
+    warm_start_learning_rate: float = field(
+        default=3e-3, metadata={"help": "Warm-start AdamW learning rate (constant)."}
+    )
 
     # --- rewards (flattened RewardConfig) -------------------------------------------------------------
     solver_correct: float = field(default=1.0, metadata={"help": "Solver reward for a verified correct answer."})
     solver_wrong: float = field(default=-0.5, metadata={"help": "Solver reward for a well-formed wrong answer."})
     solver_format_error: float = field(default=-1.0, metadata={"help": "Solver reward when the answer cannot be read."})
     proposer_invalid: float = field(default=-1.0, metadata={"help": "Proposer reward for an invalid proposal."})
+    duplicate_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "Subtracted from proposer_invalid for a proposal the data gate rejects as a duplicate of a "
+            "buffer task (after normalisation); at least 0, so a duplicate never beats an invalid or a new task."
+        },
+    )
     learnability: str = field(
         default="azr",
         metadata={
@@ -127,17 +159,72 @@ class FlywheelConfig(GRPOConfig):
         default=10,
         metadata={"help": "Write sample proposals and answers to TensorBoard text every N steps (0: never)."},
     )
-    eval_file: str | None = field(
-        default=None,
-        metadata={"help": "JSONL of real tasks for periodic evaluation, read by step hooks (see docs/training.md)."},
+
+    # --- held-out evaluation and real data (flywheel.train.evaluate, docs/evaluation.md) -----------------
+    eval_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Held-out task files (JSONL: Flywheel tasks, CRUXEval/AZR code rows, MATH or GSM8K rows), "
+            "evaluated at step 0, every eval_every steps and at the end; reported as eval/{file name}/..."
+        },
     )
-    eval_every: int = field(default=0, metadata={"help": "Run evaluation hooks every N self-play steps (0: never)."})
+    heldout_per_family: int = field(
+        default=0,
+        metadata={
+            "help": "Tasks per played family in the built-in held-out set (flywheel.envs.heldout, generated at run "
+            "time from templates and seeds training does not use), reported as eval/heldout/... (0: none)."
+        },
+    )
+    eval_every: int = field(
+        default=0,
+        metadata={"help": "Evaluate the held-out sets every N self-play steps too (0: only at step 0 and the end)."},
+    )
+    eval_samples: int = field(
+        default=1, metadata={"help": "Answers per held-out task; above 1 needs eval_temperature above 0."}
+    )
+    eval_temperature: float = field(
+        default=0.0, metadata={"help": "Sampling temperature of held-out answers (0: greedy decoding)."}
+    )
+    eval_max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Most new tokens per held-out answer (default: max_solver_completion_length)."},
+    )
+    real_task_files: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Task files (same formats as eval_files) whose tasks join the solver batches of their families, "
+            "which must be played."
+        },
+    )
+    real_task_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share, in [0, 1], of each step's solver tasks per family drawn from real_task_files instead "
+            "of the buffer, for families with real tasks (0: off)."
+        },
+    )
     diversity_alarm_duplicate_rate: float = field(
         default=0.9,
         metadata={"help": "Diversity alarm: warn when a family's duplicate rate of valid proposals exceeds this."},
     )
     diversity_alarm_valid_rate: float = field(
         default=0.0, metadata={"help": "Diversity alarm: warn when a family's proposal valid rate falls below this."}
+    )
+    # --- rails: what the run must never change (flywheel.envs.rails) ---------------------------------
+    rails: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Rails fixed for the whole run, {setting: value} (JSON on the command line): allowed_imports, "
+            "sandbox_timeout_s, sandbox_memory_mb, math_timeout_s, max_program_chars, max_program_nodes, "
+            "max_expression_nodes, max_degree, max_digits, math_operations, max_structure_share. See docs/ledger.md."
+        },
+    )
+    override_rails: bool = field(
+        default=False,
+        metadata={
+            "help": "With --resume: continue under this recipe's rails even if they differ from the checkpoint's "
+            "(logged in the ledger and TensorBoard). Without it, such a resume is refused."
+        },
     )
     resume: bool = field(
         default=False, metadata={"help": "Continue the latest checkpoint in output_dir (same run dir and step)."}
@@ -172,9 +259,58 @@ class FlywheelConfig(GRPOConfig):
         self.generation_batch_size = None
         super().__post_init__()
 
-    def _check_selfplay(self) -> None:
-        from flywheel.envs import family_names, load_plugins
+    def _check_field_types(self) -> None:
+        """Each Flywheel field holds its declared type (YAML values reach the config unconverted), numbers are
+        finite and integers at least 0 (at least 1 for `POSITIVE_FIELDS`)."""
+        for name, annotation in inspect.get_annotations(FlywheelConfig).items():
+            kind = annotation.removesuffix(" | None")
+            value = getattr(self, name)
+            if kind not in {"int", "float", "bool", "str", "list[str]"} or (value is None and kind != annotation):
+                continue
+            if kind == "list[str]":
+                if isinstance(value, str):
+                    raise ValueError(f"{name} must be a list, e.g. [{value}], not the string {value!r}")
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise ValueError(f"{name} must be a list of strings, not {value!r}")
+            elif kind in {"int", "float"}:
+                integer = isinstance(value, int) and not isinstance(value, bool)
+                if kind == "int" and not integer:
+                    raise ValueError(f"{name} must be an integer, not {value!r}")
+                if not integer and (not isinstance(value, float) or not math.isfinite(value)):
+                    raise ValueError(f"{name} must be a finite number, not {value!r}")
+                least = 1 if name in POSITIVE_FIELDS else 0
+                if kind == "int" and value < least:
+                    raise ValueError(f"{name} must be at least {least}, not {value}")
+            elif not isinstance(value, bool if kind == "bool" else str):
+                raise ValueError(f"{name} must be a {'boolean' if kind == 'bool' else 'string'}, not {value!r}")
 
+    def _family_configs(self, known: list[str]) -> dict[str, Any]:
+        """`family_configs` as a mapping (JSON text on the command line), each entry valid for its family."""
+        from flywheel.envs import get_family_class
+
+        values = self.family_configs
+        if isinstance(values, str):
+            try:
+                values = json.loads(values)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"family_configs is not valid JSON: {error}") from None
+        values = values or {}
+        if not isinstance(values, dict) or not all(isinstance(v, dict) for v in values.values()):
+            raise ValueError(f"family_configs must map family names to settings, not {self.family_configs!r}")
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"family_configs names unknown families: {unknown}")
+        for name, settings in values.items():
+            try:
+                get_family_class(name).config_class.from_dict(settings)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"family_configs[{name}]: {error}") from None
+        return values
+
+    def _check_selfplay(self) -> None:
+        from flywheel.envs import family_names, get_family_class, load_plugins
+
+        self._check_field_types()
         load_plugins()
         known = family_names()
         if not self.families:
@@ -184,33 +320,23 @@ class FlywheelConfig(GRPOConfig):
             raise ValueError(f"unknown families {unknown}; registered: {', '.join(known)}")
         if len(set(self.families)) != len(self.families):
             raise ValueError(f"families lists a family twice: {self.families}")
-        unknown_configs = set(self.family_configs or {}) - set(known)
-        if unknown_configs:
-            raise ValueError(f"family_configs names unknown families: {sorted(unknown_configs)}")
         # Settings of registered families that are not played are dropped, so `--families` can narrow a recipe.
-        if isinstance(self.family_configs, dict):
-            self.family_configs = {k: v for k, v in self.family_configs.items() if k in self.families}
+        self.family_configs = {k: v for k, v in self._family_configs(known).items() if k in self.families}
         bad_roles = [role for role in self.roles if role not in ROLES]
         if bad_roles or not self.roles:
             raise ValueError(f"roles must be a non-empty subset of {ROLES}, not {self.roles}")
+        solve_only = [name for name in self.families if "propose" not in get_family_class(name).roles]
+        if solve_only and "propose" in self.roles:
+            raise ValueError(f"{solve_only} are solve-only (tasks from task files); play them with roles: [solve]")
         if self.advantage_estimator not in ESTIMATORS:
             raise ValueError(f"advantage_estimator must be one of {ESTIMATORS}, not {self.advantage_estimator!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}, not {self.template!r}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be at least 0, not {self.warmup_steps}")
-        for name in (
-            "proposer_batch_size",
-            "solver_batch_size",
-            "n_solver_samples",
-            "buffer_capacity",
-            "warmup_examples",
-            "warmup_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        if self.k_references < 0:
-            raise ValueError(f"k_references must be at least 0, not {self.k_references}")
+        for name in ("diversity_alarm_duplicate_rate", "diversity_alarm_valid_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        if self.warm_start_learning_rate <= 0:
+            raise ValueError(f"warm_start_learning_rate must be above 0, not {self.warm_start_learning_rate}")
         for entry in self.seed_files:
             family, sep, _ = entry.partition("=")
             if not sep or family not in self.families:
@@ -218,7 +344,19 @@ class FlywheelConfig(GRPOConfig):
         if self.use_vllm and self.vllm_importance_sampling_correction:
             # The self-play batch is built outside TRL's scoring path, which applies this correction.
             self.vllm_importance_sampling_correction = False
+        if self.eval_samples > 1 and self.eval_temperature <= 0:
+            raise ValueError("eval_samples above 1 needs eval_temperature above 0 (greedy answers are all the same)")
+        if not 0.0 <= self.real_task_share <= 1.0:
+            raise ValueError(f"real_task_share must be in [0, 1], not {self.real_task_share}")
+        if self.real_task_share > 0 and not self.real_task_files:
+            raise ValueError("real_task_share > 0 needs real_task_files")
         self.reward_config().validate()
+        rails = self.rails_config()
+        if not isinstance(self.family_configs, str):
+            from flywheel.envs import make_family
+
+            for name in self.families:  # each family's settings, and its bounds against the rails
+                make_family(name, (self.family_configs or {}).get(name), rails=rails)
 
     @property
     def rollouts_per_step(self) -> int:
@@ -228,10 +366,18 @@ class FlywheelConfig(GRPOConfig):
         )
         return len(self.families) * per_family * self.num_generations
 
+    def rails_config(self) -> Rails:
+        """The run's rails (validated); raises ValueError on unknown or impossible settings."""
+        values = json.loads(self.rails) if isinstance(self.rails, str) else self.rails
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"rails must be a mapping of settings, not {self.rails!r}")
+        return Rails.from_dict(values)
+
     def reward_config(self) -> RewardConfig:
         return RewardConfig(**{f.name: getattr(self, f.name) for f in fields(RewardConfig)})
 
     def selfplay_fields(self) -> dict[str, Any]:
-        """The Flywheel fields (not TRL's) with their values, for the TensorBoard recipe panel."""
-        own = {f.name for f in fields(FlywheelConfig)} - {f.name for f in fields(GRPOConfig)}
-        return {name: getattr(self, name) for name in sorted(own)}
+        """The fields FlywheelConfig declares itself (not those it inherits from GRPOConfig) with their values,
+        for the TensorBoard recipe panel."""
+        own = inspect.get_annotations(FlywheelConfig)
+        return {f.name: getattr(self, f.name) for f in sorted(fields(self), key=lambda f: f.name) if f.name in own}

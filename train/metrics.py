@@ -1,17 +1,21 @@
-"""The self-play curriculum in TensorBoard: per-family scalars, solve-rate histograms, sample text.
+"""The self-play curriculum in TensorBoard: per-family scalars, solve-rate histograms, sample text, a
+custom-scalars layout and the HParams summary.
 
-Scalars go through TRL's metric log (`FlywheelTrainer._log_step` appends to `self._metrics`), so they are
-averaged over `logging_steps` and written by the TensorBoard callback as ``train/<tag>``. Histograms and
-text panels are written directly with the same `SummaryWriter`, in one fixed run directory
-(``output_dir/runs/selfplay``) that a resumed run keeps using. Every tag is documented in
-the README ("TensorBoard: logged metrics"); tests/test_train_e2e.py checks the two agree.
+Flywheel's scalars go through TRL's metric log (`FlywheelTrainer._log_step` appends to `self._metrics`), so they
+are averaged over `logging_steps`; `SelfPlayTensorBoard.on_log` writes them under their own ``selfplay/...``
+names, beside their histograms, while TRL's and transformers' own metrics keep the ``train/`` prefix. Histograms
+and text panels are written directly with the same `SummaryWriter`, in one fixed run directory
+(``output_dir/runs/selfplay``) that a resumed run keeps using. Every tag is documented in the README
+("TensorBoard: logged metrics"); tests/test_train_e2e.py checks the two agree.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,14 +25,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import yaml
 from flywheel.envs.buffer import AddResult
+from flywheel.envs.gate import DUPLICATE
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 
 if TYPE_CHECKING:
+    from flywheel.envs.scoring import Answer, Proposal
     from flywheel.train.config import FlywheelConfig
-    from flywheel.train.selfplay import Answer, Proposal
 
+SELFPLAY_PREFIX = "selfplay/"
+"""Flywheel's own scalars; TensorBoard shows them under this name, TRL's under ``train/``."""
 TEXT_SAMPLES = 4
 """Proposals and answers per family shown in the text panel."""
 RECIPE_TRL_FIELDS = (
@@ -63,7 +70,12 @@ class StepRecord:
     advantages: list[float] = field(default_factory=list)
     completion_lengths: list[int] = field(default_factory=list)
     buffer_sizes: dict[str, int] = field(default_factory=dict)
+    real_task_ids: dict[str, set[str]] = field(default_factory=dict)
+    """Per family that has real tasks (`real_task_files`), the ids of the real tasks among its solver tasks."""
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    known_reasons: dict[str, set[str]] = field(default_factory=dict)
+    """Per family, the rejection reasons seen so far in the run (shared with the trainer, updated by
+    `remember_reasons`): written as 0 at steps where they do not occur, so curves have no gaps."""
 
     @contextmanager
     def timed(self, name: str) -> Iterator[None]:
@@ -97,17 +109,19 @@ class StepRecord:
                 valid = [p for p in proposals if p.task is not None]
                 out[f"{prefix}/propose/valid_rate"] = len(valid) / len(proposals)
                 reasons = Counter(p.result.reason for p in proposals if p.task is None)
-                for reason, count in sorted(reasons.items()):
-                    out[f"{prefix}/propose/reject/{reason}"] = count / len(proposals)
+                for reason in sorted(set(reasons) | self.known_reasons.get(name, set())):
+                    out[f"{prefix}/propose/reject/{reason}"] = reasons[reason] / len(proposals)
                 out[f"{prefix}/propose/reward_mean"] = fmean(p.reward for p in proposals)
                 out[f"{prefix}/propose/new_task_rate"] = self.added_count(name) / len(proposals)
                 key = f"{name}/propose"
                 out[f"{prefix}/propose/completion_len"] = fmean(self._by_key(self.completion_lengths, key))
                 out[f"{prefix}/propose/no_signal_group_share"] = self._no_signal(key)
+                if valid or reasons[DUPLICATE]:
+                    # Duplicates are the data gate's rejections: the share of otherwise valid proposals they make.
+                    out[f"{prefix}/propose/duplicate_rate"] = reasons[DUPLICATE] / (len(valid) + reasons[DUPLICATE])
                 if valid:
                     out[f"{prefix}/propose/solve_rate_mean"] = fmean(p.solve_rate or 0.0 for p in valid)
                     out[f"{prefix}/propose/learnability_mean"] = fmean(p.reward for p in valid)
-                    out[f"{prefix}/propose/duplicate_rate"] = self.added[name].duplicates / len(valid)
                     out[f"{prefix}/propose/complexity_mean"] = fmean(p.complexity or 0 for p in valid)
             answers = [a for a in self.answers if a.family == name]
             if answers:
@@ -119,6 +133,11 @@ class StepRecord:
                 out[f"{prefix}/solve/reward_mean"] = fmean(a.reward for a in answers)
                 out[f"{prefix}/solve/completion_len"] = fmean(self._by_key(self.completion_lengths, key))
                 out[f"{prefix}/solve/no_signal_group_share"] = self._no_signal(key)
+                if name in self.real_task_ids:
+                    real = [a for a in answers if a.task.task_id in self.real_task_ids[name]]
+                    out[f"{prefix}/solve/real_share"] = len(real) / len(answers)
+                    if real:
+                        out[f"{prefix}/solve/real_accuracy"] = fmean(float(a.verdict.correct) for a in real)
             if name in self.buffer_sizes:
                 out[f"{prefix}/buffer_size"] = float(self.buffer_sizes[name])
         if self.proposals:
@@ -128,6 +147,12 @@ class StepRecord:
         for name, seconds in self.timings.items():
             out[f"selfplay/time/{name}"] = seconds
         return out
+
+    def remember_reasons(self) -> None:
+        """Add this step's rejection reasons to `known_reasons`."""
+        for p in self.proposals:
+            if p.task is None:
+                self.known_reasons.setdefault(p.family, set()).add(p.result.reason)
 
     def solve_rates(self, family: str) -> list[float]:
         """Estimated solve rates of this step's valid proposals of `family`."""
@@ -156,13 +181,21 @@ class StepRecord:
                 status = (
                     f"valid, solve rate {p.solve_rate:.2f}" if p.task is not None else f"rejected: {p.result.reason}"
                 )
-                lines.append(f"- **proposal** ({status}, reward {p.reward:+.2f}):\n\n```\n{p.text[:800]}\n```")
+                lines.append(f"- **proposal** ({status}, reward {p.reward:+.2f}):\n\n{fenced(p.text[:800])}")
             for a in [a for a in self.answers if a.family == name][:TEXT_SAMPLES]:
                 lines.append(
                     f"- **answer** ({a.verdict.status}, reward {a.reward:+.2f}) to task `{a.task.task_id}`:\n\n"
-                    f"```\n{a.text[:800]}\n```"
+                    f"{fenced(a.text[:800])}"
                 )
         return "\n".join(lines)
+
+
+def fenced(text: str, info: str = "") -> str:
+    """`text` as a Markdown code block that nothing in it can close (the fence is longer than any backtick run
+    in it), so TensorBoard shows model text as inert text, never as markup, links or images."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{info}\n{text}\n{fence}"
 
 
 def recipe_yaml(args: FlywheelConfig) -> str:
@@ -171,25 +204,115 @@ def recipe_yaml(args: FlywheelConfig) -> str:
     return yaml.safe_dump(recipe, sort_keys=True)
 
 
+def scalar_layout(families: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
+    """The custom-scalars layout (TensorBoard's "Custom Scalars" tab): one section per family with its propose
+    and solve charts, then totals, timing, held-out evaluation and guards. Chart entries are tag regexes."""
+
+    def chart(*patterns: str) -> list[Any]:
+        return ["Multiline", list(patterns)]
+
+    layout: dict[str, dict[str, list[Any]]] = {}
+    for name in families:
+        p = re.escape(f"selfplay/{name}")
+        layout[f"family {name}"] = {
+            "propose: valid rate and rejections": chart(f"{p}/propose/valid_rate$", f"{p}/propose/reject/"),
+            "propose: solve rate and learnability": chart(
+                f"{p}/propose/solve_rate_mean$", f"{p}/propose/learnability_mean$"
+            ),
+            "propose: reward": chart(f"{p}/propose/reward_mean$"),
+            "propose: new tasks and duplicates": chart(f"{p}/propose/new_task_rate$", f"{p}/propose/duplicate_rate$"),
+            "propose: complexity": chart(f"{p}/propose/complexity_mean$"),
+            "solve: accuracy and format errors": chart(
+                f"{p}/solve/accuracy$", f"{p}/solve/format_error_rate$", f"{p}/solve/real_"
+            ),
+            "solve: reward": chart(f"{p}/solve/reward_mean$"),
+            "buffer size": chart(f"{p}/buffer_size$"),
+            "no-signal baseline groups": chart(f"{p}/propose/no_signal", f"{p}/solve/no_signal"),
+            "completion length": chart(f"{p}/propose/completion_len$", f"{p}/solve/completion_len$"),
+            "held-out accuracy": chart(f"eval/[^/]+/{re.escape(name)}/accuracy$"),
+        }
+    layout["totals"] = {
+        "valid rate and accuracy": chart("selfplay/propose/valid_rate$", "selfplay/solve/accuracy$"),
+        "reward": chart("train/reward$", "train/reward_std$"),
+        "loss and gradient norm": chart("train/loss$", "train/grad_norm$"),
+        "warm-start loss": chart("warm_start/loss$"),
+    }
+    layout["timing"] = {
+        "seconds per step, by phase": chart("selfplay/time/"),
+        "seconds per optimizer step": chart("train/step_time$"),
+    }
+    layout["held-out"] = {"accuracy": chart("eval/[^/]+/accuracy$"), "by family": chart("eval/[^/]+/[^/]+/accuracy$")}
+    layout["guards"] = {"guards": chart("guard/")}
+    return layout
+
+
+HPARAM_METRICS = ("selfplay/propose/valid_rate", "selfplay/solve/accuracy", "train/reward")
+"""Final figures every run reports to the HParams plugin (plus each ``eval/{source}/accuracy`` written)."""
+
+
+def hparam_values(args: FlywheelConfig) -> dict[str, bool | int | float | str]:
+    """The recipe (Flywheel fields and the main TRL fields) as HParams values: lists, mappings and None as JSON."""
+    recipe = {**args.selfplay_fields(), **{name: getattr(args, name) for name in RECIPE_TRL_FIELDS}}
+    return {
+        name: value if isinstance(value, bool | int | float | str) else json.dumps(value, sort_keys=True, default=str)
+        for name, value in recipe.items()
+    }
+
+
 class SelfPlayTensorBoard(TensorBoardCallback):
-    """TRL's TensorBoard callback pinned to one run directory (kept on resume, later events purged)
+    """TRL's TensorBoard callback pinned to one run directory (kept on resume)
     that also writes the recipe, histograms and sample text."""
 
     def __init__(self, run_dir: Path, args: FlywheelConfig) -> None:
         super().__init__()
         self.logging_dir = str(run_dir)
         self.args = args
+        self.eval_tags: set[str] = set()
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
         if not state.is_world_process_zero:
             return
-        # On resume, purge_step hides events a previous session wrote after the resumed checkpoint.
-        purge_step = state.global_step + 1 if state.global_step > 0 else None
-        self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir, purge_step=purge_step)
+        self.tb_writer = self._SummaryWriter(log_dir=self.logging_dir)
+        if state.global_step > 0:
+            # Resumed: `flywheel.train.rundir.truncate_events` dropped the events written after the checkpoint
+            # and the first session's step-0 panels (args, model config, layout) stay; this session's recipe
+            # goes to its first step, which no event holds yet, so no tag gets two values for one step.
+            self.tb_writer.add_text("hparams/recipe", fenced(recipe_yaml(self.args), "yaml"), state.global_step + 1)
+            return
         super().on_train_begin(args, state, control, **kwargs)
-        self.tb_writer.add_text("hparams/recipe", f"```yaml\n{recipe_yaml(self.args)}```", state.global_step)
+        self.tb_writer.add_text("hparams/recipe", fenced(recipe_yaml(self.args), "yaml"), 0)
+        self.tb_writer.add_custom_scalars(scalar_layout(self.args.families))
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Flywheel's ``selfplay/...`` metrics under their own names; the rest as TRL writes them (``train/...``)."""
+        logs = logs or {}
+        ours = {tag: value for tag, value in logs.items() if tag.startswith(SELFPLAY_PREFIX)}
+        if state.is_world_process_zero and self.tb_writer is not None:
+            for tag, value in ours.items():
+                self.tb_writer.add_scalar(tag, value, state.global_step)
+        rest = {tag: value for tag, value in logs.items() if tag not in ours}
+        super().on_log(args, state, control, logs=rest, **kwargs)
+
+    def on_train_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        """Send the recipe and the names of the final figures to the HParams plugin, then close the writer."""
+        if self.tb_writer is not None:
+            from torch.utils.tensorboard.summary import hparams
+
+            metrics = [*HPARAM_METRICS, *sorted(self.eval_tags)]
+            for summary in hparams(hparam_values(self.args), dict.fromkeys(metrics, 0.0)):
+                self.tb_writer.file_writer.add_summary(summary, state.global_step)
+        super().on_train_end(args, state, control, **kwargs)
 
     def write_step(self, record: StepRecord, global_step: int, text_every: int) -> None:
         if self.tb_writer is None:
@@ -205,6 +328,8 @@ class SelfPlayTensorBoard(TensorBoardCallback):
             self.tb_writer.add_text("selfplay/samples", record.samples_markdown(), global_step)
 
     def scalar(self, tag: str, value: float, global_step: int) -> None:
+        if re.fullmatch(r"eval/[^/]+/accuracy", tag):
+            self.eval_tags.add(tag)
         if self.tb_writer is not None:
             self.tb_writer.add_scalar(tag, value, global_step)
             self.tb_writer.flush()

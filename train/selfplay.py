@@ -2,56 +2,30 @@
 
 `SelfPlay` holds what a run accumulates besides the weights: one task buffer per family (in a
 `TaskStore` SQLite file inside the run directory), the RNG that picks references and solver tasks,
-and the self-play step counter. The trainer (`flywheel.train.trainer`) does the generation; this module
-decides what to ask and how to score it, following AZR's Algorithm 1.
+and the self-play step counter. The trainer (`flywheel.train.trainer`) does the generation and scores
+through `flywheel.envs.scoring`; this module decides what to ask (AZR's Algorithm 1) and keeps the ledger.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 from collections.abc import Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.envs.base import Prompt, Rejection, Task, TaskFamily, Verdict
+from flywheel.envs.base import Prompt, Task, TaskFamily
 from flywheel.envs.buffer import AddResult, TaskStore, load_azr_seeds
+from flywheel.envs.gate import Gate
+from flywheel.envs.rails import RAILS_FILE, Rails
 from flywheel.envs.rewards import RewardConfig
+from flywheel.envs.scoring import Answer, Proposal
 
 STORE_FILE = "tasks.sqlite"
 STATE_FILE = "selfplay_state.json"
-
-
-@dataclass
-class Proposal:
-    """One proposer rollout: what was asked, what came back, and how it scored."""
-
-    family: str
-    prompt: Prompt
-    text: str
-    result: Task | Rejection
-    solve_rate: float | None = None
-    reward: float = 0.0
-    complexity: int | None = None
-
-    @property
-    def task(self) -> Task | None:
-        return self.result if isinstance(self.result, Task) else None
-
-
-@dataclass
-class Answer:
-    """One solver rollout (trained) or estimation sample (not trained)."""
-
-    family: str
-    task: Task
-    prompt: Prompt
-    text: str
-    verdict: Verdict
-    reward: float
 
 
 class SelfPlay:
@@ -66,12 +40,19 @@ class SelfPlay:
         buffer_capacity: int,
         k_references: int,
         seed: int,
+        rails: Rails | None = None,
     ) -> None:
+        """`rails` (default: the default rails) are recorded in the store, on every ledger row and in every
+        checkpoint; the families should have been made with the same rails."""
         self.families = dict(families)
         self.store = store
         self.rewards = rewards
+        self.rails = rails if rails is not None else Rails()
+        store.set_rails(self.rails.digest(), self.rails.to_dict())
+        store.set_family_configs({name: family.config.to_dict() for name, family in self.families.items()})
         self.k_references = k_references
         self.buffers = {name: store.buffer(name, buffer_capacity) for name in self.families}
+        self.gates = {name: Gate(family, self.buffers[name]) for name, family in self.families.items()}
         self.rng = random.Random(seed)
         self.step = 0
 
@@ -93,9 +74,6 @@ class SelfPlay:
         family, buffer = self.families[name], self.buffers[name]
         return [family.proposer_prompt(buffer.sample(self.k_references, self.rng), self.rng) for _ in range(count)]
 
-    def add_tasks(self, name: str, tasks: Sequence[Task]) -> AddResult:
-        return self.buffers[name].add(tasks, step=self.step)
-
     def solver_tasks(self, name: str, count: int, fresh: int) -> list[Task]:
         """`count` tasks for the solver: the `fresh` tasks just added (newest first), then random buffer tasks.
 
@@ -111,32 +89,12 @@ class SelfPlay:
             tasks.append(self.rng.choice(everything))
         return tasks
 
-    # --- scoring ----------------------------------------------------------------------------------
-    def score_answers(
-        self, name: str, tasks: Sequence[Task], prompts: Sequence[Prompt], texts: Sequence[str]
-    ) -> list[Answer]:
-        verdicts = self.families[name].verify(tasks, texts)
-        return [
-            Answer(name, task, prompt, text, verdict, self.rewards.solver_reward(verdict))
-            for task, prompt, text, verdict in zip(tasks, prompts, texts, verdicts, strict=True)
-        ]
-
-    def score_proposals(self, proposals: Sequence[Proposal], solve_rates: Mapping[int, float]) -> None:
-        """Set each proposal's reward: learnability of its estimated solve rate, or `proposer_invalid`.
-
-        `solve_rates` maps an index into `proposals` to the share of n solver samples that were correct.
-        """
-        for index, proposal in enumerate(proposals):
-            proposal.solve_rate = solve_rates.get(index)
-            proposal.reward = self.rewards.proposer_reward(proposal.solve_rate)
-            if proposal.task is not None:
-                proposal.complexity = self.families[proposal.family].complexity(proposal.task)
-
     # --- audit ledger -----------------------------------------------------------------------------
     def record_proposals(self, proposals: Sequence[Proposal]) -> None:
         for proposal in proposals:
             if proposal.task is not None:
-                result: dict[str, Any] = {"valid": True, "task_id": proposal.task.task_id}
+                task = proposal.task
+                result: dict[str, Any] = {"valid": True, "task_id": task.task_id, "task": task.to_json()}
             else:
                 result = {"valid": False, "reason": proposal.result.reason, "detail": proposal.result.detail}
             result.update(solve_rate=proposal.solve_rate, reward=proposal.reward)
@@ -161,11 +119,12 @@ class SelfPlay:
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
-        """Write the counters, the RNG state and a consistent copy of the task store into `directory`."""
+        """Write the counters, the RNG state and a verified copy of the task store into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "rng": _jsonable_rng(self.rng.getstate())}
         (directory / STATE_FILE).write_text(json.dumps(state) + "\n")
+        (directory / RAILS_FILE).write_text(self.rails.to_json())
         copy_database(self.store.path, directory / STORE_FILE)
 
     def load_state(self, directory: str | Path) -> None:
@@ -176,11 +135,56 @@ class SelfPlay:
         self.rng.setstate((version, tuple(internal), gauss))
 
 
+class StoreCopyError(RuntimeError):
+    """A task store copy that is missing, unreadable or differs from its source."""
+
+
 def copy_database(source: str | Path, target: str | Path) -> None:
-    """Copy an SQLite database with the backup API (consistent even while `source` is open)."""
-    Path(target).unlink(missing_ok=True)
-    with closing(sqlite3.connect(str(source))) as src, closing(sqlite3.connect(str(target))) as dst:
-        src.backup(dst)
+    """Copy an SQLite database into the new file `target` with the backup API (consistent even while
+    `source` is open), then check the copy (`quick_check`, same row counts) and flush it to disk.
+
+    A missing `source` is an error, never an empty database; `target` must not exist yet.
+    """
+    source, target = Path(source), Path(target)
+    if not source.is_file():
+        raise StoreCopyError(f"task store {source} does not exist")
+    if target.exists():
+        raise FileExistsError(f"{target} exists; a store is copied into a new file only")
+    try:
+        with (
+            closing(sqlite3.connect(str(source))) as src,
+            closing(sqlite3.connect(str(target))) as dst,
+        ):
+            src.backup(dst)
+            check = dst.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok" or _row_counts(src) != _row_counts(dst):
+                raise StoreCopyError(f"the copy of {source} does not match it ({check})")
+    except sqlite3.Error as error:
+        raise StoreCopyError(f"cannot copy task store {source}: {error}") from error
+    with open(target, "rb") as stream:
+        os.fsync(stream.fileno())
+
+
+def restore_store(copy: str | Path, live: str | Path) -> None:
+    """Replace the live store `live` by the checkpoint's `copy`; the live store is untouched until a verified
+    copy of `copy` is on disk, and is then replaced in one rename."""
+    live = Path(live)
+    partial = live.with_name(f"{live.name}.restoring")
+    partial.unlink(missing_ok=True)
+    try:
+        copy_database(copy, partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    # A journal left by a killed writer belongs to the old file and must not be replayed into the new one.
+    for suffix in ("-journal", "-wal", "-shm"):
+        live.with_name(live.name + suffix).unlink(missing_ok=True)
+    os.replace(partial, live)
+
+
+def _row_counts(db: sqlite3.Connection) -> list[tuple[str, int]]:
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    return [(table, db.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]) for table in tables]
 
 
 def _jsonable_rng(state: tuple[Any, ...]) -> list[Any]:

@@ -6,7 +6,8 @@ replaced: the train dataset is a stream of step placeholders and each call plays
 
 1. propose   — for every family, `proposer_batch_size` prompts with K buffer references, each sampled
                `num_generations` times (TRL's `_generate`, so vLLM and model unwrapping keep working);
-2. validate  — `family.propose` turns texts into tasks or rejections (the sandbox computes gold answers);
+2. validate  — `family.propose` turns texts into tasks or rejections (the sandbox computes gold answers),
+               then the data gate rejects duplicates and over-quota structures;
 3. estimate  — every valid task is attempted `n_solver_samples` times by the current policy (generated,
                not trained on); its solve rate gives the proposer reward (`RewardConfig.proposer_reward`),
                an invalid proposal gets `proposer_invalid`; valid tasks enter the family buffer;
@@ -14,15 +15,19 @@ replaced: the train dataset is a stream of step placeholders and each call plays
                tasks), each sampled `num_generations` times, verified by `family.verify`;
 5. update    — advantages (GRPO groups or TRR++ per family x role) over both roles; TRL does the rest.
 
+Each phase is one method (`_propose`, `_validate`, `_estimate`, `_solve`, `_update`). Proposals and answers are
+scored by `flywheel.envs.scoring`, the same functions the Gymnasium environments call.
+
 This override is written against trl==1.16.0 (pinned in pyproject); tests/test_train_trl_contract.py
 fails loudly if the contract it relies on changes.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
-from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,20 +37,34 @@ import torch
 from accelerate.utils import gather, gather_object
 from datasets import Dataset
 from flywheel.agents import Agent
-from flywheel.envs.base import Prompt, Task
+from flywheel.envs.base import Prompt, Task, TaskFamily
+from flywheel.envs.scoring import (
+    Answer,
+    Proposal,
+    add_valid,
+    score_answers,
+    score_proposals,
+    validate_proposals,
+)
 from flywheel.train.advantages import compute_advantages, no_signal_share
 from flywheel.train.config import FlywheelConfig
 from flywheel.train.metrics import SelfPlayProgress, SelfPlayTensorBoard, StepRecord
-from flywheel.train.selfplay import Answer, Proposal, SelfPlay
+from flywheel.train.model_card import model_card
+from flywheel.train.rundir import publish_checkpoint, rotate_checkpoints, staging_dir
+from flywheel.train.selfplay import SelfPlay
 from transformers import ProgressCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
+from trl.models import unwrap_model_for_generation
 from trl.models.utils import disable_gradient_checkpointing
-from trl.trainer.utils import pad, use_adapter
+from trl.trainer.utils import pad, selective_log_softmax_and_entropy, use_adapter
 
 StepHook = Callable[["FlywheelTrainer", "StepReport"], None]
 """Called after every self-play step's optimizer update; see docs/training.md ("Hooks")."""
+
+EVAL_HISTORY_FILE = "eval_history.jsonl"
+"""In the run directory: one `eval_history` entry per line, kept across resumes."""
 
 
 @dataclass
@@ -69,6 +88,13 @@ class Rollouts:
     groups: list[tuple[str, int]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
 
+    def score(self, rewards: Sequence[float], families: Sequence[str], role: str, num_generations: int) -> None:
+        """Set the rewards, the prompt groups (each prompt's `num_generations` rollouts, in order) and the
+        family x role keys the advantage estimators baseline over."""
+        self.rewards = list(rewards)
+        self.groups = [(role, i // num_generations) for i in range(len(self.rewards))]
+        self.keys = [f"{family}/{role}" for family in families]
+
 
 def verifier_reward(**_: Any) -> list[float]:
     """Placeholder for GRPOTrainer's required `reward_funcs`: self-play rewards come from the families'
@@ -88,7 +114,13 @@ class FlywheelTrainer(GRPOTrainer):
         callbacks: list[TrainerCallback] | None = None,
         peft_config: Any = None,
         hooks: Sequence[StepHook] = (),
+        eval_sets: Mapping[str, Sequence[Task]] | None = None,
+        eval_families: Mapping[str, TaskFamily] | None = None,
+        real_tasks: Mapping[str, Sequence[Task]] | None = None,
     ) -> None:
+        """`eval_sets` ({source: tasks}) are evaluated at step 0, every `eval_every` steps and at the end, with
+        `eval_families` for families not played; `real_tasks` ({family: tasks}) supply `real_task_share` of
+        that family's solver tasks (docs/evaluation.md)."""
         placeholders = Dataset.from_dict(
             {"prompt": ["<self-play step>"] * (args.generation_batch_size // args.num_generations)}
         )
@@ -104,89 +136,106 @@ class FlywheelTrainer(GRPOTrainer):
         self.game = game
         self.agent = Agent(self.model, self.processing_class, template=args.template)
         self.hooks = list(hooks)
+        self.eval_sets = {source: list(tasks) for source, tasks in (eval_sets or {}).items()}
+        self.eval_families = {**(eval_families or {}), **game.families}
+        self.eval_history: list[dict[str, Any]] = []
+        """Held-out results, oldest first: ``{"step": self-play step, "metrics": {"eval/{source}/accuracy": ...}}``."""
+        self.real_tasks = {name: list(tasks) for name, tasks in (real_tasks or {}).items() if tasks}
         self.last_record: StepRecord | None = None
+        self.known_reasons: dict[str, set[str]] = {}
+        """Per family, the rejection reasons seen so far in this session (logged as 0 at steps without them)."""
         self.tensorboard: SelfPlayTensorBoard | None = None
         if self.pop_callback(TensorBoardCallback) is not None:
             self.tensorboard = SelfPlayTensorBoard(Path(args.output_dir) / "runs" / "selfplay", args)
             self.add_callback(self.tensorboard)
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(SelfPlayProgress())
-        self.add_callback(SelfPlayCheckpoint(self))
         self.add_callback(StepHooks(self))
+        if self.eval_sets:
+            self.add_callback(HeldOutEvaluation(self))
 
-    # --- one self-play step ----------------------------------------------------------------------
+    # --- one self-play step: propose, validate, estimate, solve, update --------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
-        args, game = self.args, self.game
-        game.step += 1
-        record = StepRecord(step=game.step, families=list(game.families))
+        """One self-play step (AZR Algorithm 1); `inputs` are step placeholders. Scoring goes through
+        `flywheel.envs.scoring`, the path the Gymnasium environments use too."""
+        self.game.step += 1
+        record = StepRecord(step=self.game.step, families=list(self.game.families), known_reasons=self.known_reasons)
         batches: list[Rollouts] = []
-
-        if "propose" in args.roles:
-            # 1. Propose: K references per prompt, num_generations samples per prompt.
-            prompts = [
-                (name, p) for name in game.families for p in game.proposer_prompts(name, args.proposer_batch_size)
-            ]
-            with record.timed("generate_propose"):
-                proposed = self._rollouts(
-                    [self.agent.render(p, "propose") for _, p in prompts], args.max_proposer_completion_length
-                )
-            repeated = [item for item in prompts for _ in range(args.num_generations)]
-
-            # 2. Validate: the family parses each text and computes gold answers in its sandbox.
-            proposals: list[Proposal] = []
-            with record.timed("validate"):
-                for name, family in game.families.items():
-                    rows = [i for i, (owner, _) in enumerate(repeated) if owner == name]
-                    results = family.propose([proposed.texts[i] for i in rows], [repeated[i][1] for i in rows])
-                    proposals += [
-                        Proposal(name, repeated[i][1], proposed.texts[i], r) for i, r in zip(rows, results, strict=True)
-                    ]
-
-            # 3. Estimate each valid task's solve rate with n samples of the current policy (not trained on).
-            valid = [i for i, proposal in enumerate(proposals) if proposal.task is not None]
-            estimates = self._attempt(
-                [proposals[i].task for i in valid], args.n_solver_samples, record, "generate_estimate"
+        if "propose" in self.args.roles:
+            proposed, asked = self._propose(record)
+            proposals = self._validate(asked, proposed.texts, record)
+            self._estimate(proposals, record)
+            proposed.score(
+                [p.reward for p in proposals], [p.family for p in proposals], "propose", self.num_generations
             )
-            n = args.n_solver_samples
-            solve_rates = {
-                i: sum(a.verdict.correct for a in estimates[j * n : (j + 1) * n]) / n for j, i in enumerate(valid)
-            }
-            game.score_proposals(proposals, solve_rates)
-            for name in game.families:
-                record.added[name] = game.add_tasks(name, [p.task for p in proposals if p.family == name and p.task])
-            game.record_proposals(proposals)
-            game.record_answers(estimates, "estimate")
-            record.proposals, record.estimates = proposals, estimates
-
-            proposed.rewards = [proposal.reward for proposal in proposals]
-            proposed.groups = [("propose", i // args.num_generations) for i in range(len(proposals))]
-            proposed.keys = [f"{proposal.family}/propose" for proposal in proposals]
             batches.append(proposed)
+        if "solve" in self.args.roles:
+            batches.append(self._solve(record))
+        return self._update(batches, record)
 
-        if "solve" in args.roles:
-            # 4. Solve: this step's new tasks first, then random buffer tasks; verified by the family.
-            tasks = [
-                task
-                for name in game.families
-                for task in game.solver_tasks(name, args.solver_batch_size, fresh=record.added_count(name))
-            ]
-            solver_prompts = [game.families[task.family].solver_prompt(task) for task in tasks]
-            with record.timed("generate_solve"):
-                solved = self._rollouts(
-                    [self.agent.render(p, "solve") for p in solver_prompts], args.max_solver_completion_length
-                )
-            repeated_tasks = [task for task in tasks for _ in range(args.num_generations)]
-            repeated_prompts = [p for p in solver_prompts for _ in range(args.num_generations)]
-            answers = self._score(repeated_tasks, repeated_prompts, solved.texts, record)
-            game.record_answers(answers, "solve")
-            record.answers = answers
+    def _propose(self, record: StepRecord) -> tuple[Rollouts, list[tuple[str, Prompt]]]:
+        """1. Propose: per family, `proposer_batch_size` prompts showing K buffer references, each sampled
+        `num_generations` times. Returns the rollouts and, per rollout, its family and prompt."""
+        args, game = self.args, self.game
+        prompts = [(name, p) for name in game.families for p in game.proposer_prompts(name, args.proposer_batch_size)]
+        with record.timed("generate_propose"):
+            proposed = self._rollouts(
+                [self.agent.render(p, "propose") for _, p in prompts], args.max_proposer_completion_length
+            )
+        return proposed, [item for item in prompts for _ in range(args.num_generations)]
 
-            solved.rewards = [answer.reward for answer in answers]
-            solved.groups = [("solve", i // args.num_generations) for i in range(len(answers))]
-            solved.keys = [f"{answer.family}/solve" for answer in answers]
-            batches.append(solved)
+    def _validate(
+        self, asked: Sequence[tuple[str, Prompt]], texts: Sequence[str], record: StepRecord
+    ) -> list[Proposal]:
+        """2. Validate: each family parses its texts and computes gold answers in its verifier; the data gate
+        turns duplicates and over-quota structures into rejections."""
+        return validate_proposals(self.game.families, asked, texts, record.timed, self.game.gates)
 
-        # 5. Advantages over both roles, then the tensors TRL's loss expects.
+    def _estimate(self, proposals: Sequence[Proposal], record: StepRecord) -> None:
+        """3. Estimate: every valid task is attempted `n_solver_samples` times by the current policy (not trained
+        on); its solve rate sets the proposer reward. Valid tasks then enter their family's buffer."""
+        game = self.game
+
+        def attempts(prompts: Sequence[Prompt], n: int) -> list[str]:
+            with record.timed("generate_estimate"):
+                return self._sample_solutions(prompts, n)
+
+        estimates = score_proposals(
+            game.families, proposals, game.rewards, attempts, self.args.n_solver_samples, record.timed
+        )
+        for name in game.families:
+            record.added[name] = add_valid(game.gates[name], [p for p in proposals if p.family == name], game.step)
+        game.record_proposals(proposals)
+        game.record_answers(estimates, "estimate")
+        record.proposals, record.estimates = list(proposals), estimates
+
+    def _solve(self, record: StepRecord) -> Rollouts:
+        """4. Solve: per family, `solver_batch_size` tasks (this step's new tasks first, then buffer tasks, and
+        real tasks when given), each sampled `num_generations` times, verified and rewarded."""
+        args, game = self.args, self.game
+        tasks = [task for name in game.families for task in self._solver_tasks(name, record)]
+        prompts = [game.families[task.family].solver_prompt(task) for task in tasks]
+        with record.timed("generate_solve"):
+            solved = self._rollouts([self.agent.render(p, "solve") for p in prompts], args.max_solver_completion_length)
+        n = args.num_generations
+        answers = self._score_answers(
+            [t for t in tasks for _ in range(n)], [p for p in prompts for _ in range(n)], solved.texts, record
+        )
+        solved.score([a.reward for a in answers], [a.family for a in answers], "solve", n)
+        return solved
+
+    def _score_answers(
+        self, tasks: Sequence[Task], prompts: Sequence[Prompt], texts: Sequence[str], record: StepRecord
+    ) -> list[Answer]:
+        """Verify and reward trained solver answers (`flywheel.envs.scoring.score_answers`); write the ledger."""
+        answers = score_answers(self.game.families, tasks, prompts, texts, self.game.rewards, record.timed)
+        self.game.record_answers(answers, "solve")
+        record.answers = answers
+        return answers
+
+    def _update(self, batches: Sequence[Rollouts], record: StepRecord) -> dict[str, torch.Tensor | Any]:
+        """5. Update: advantages over both roles (GRPO prompt groups or TRR++ family x role keys) and the tensors
+        TRL's loss reads; TRL's optimizer step follows."""
         rewards = [r for b in batches for r in b.rewards]
         groups = [g for b in batches for g in b.groups]
         keys = [k for b in batches for k in b.keys]
@@ -194,13 +243,26 @@ class FlywheelTrainer(GRPOTrainer):
         with record.timed("logps"):
             output = self._training_batch(batches, advantages)
         # The no-signal metrics count the groups the estimator baselines over: prompts (grpo) or keys (trr++).
-        baseline_groups = groups if args.advantage_estimator == "grpo" else keys
+        baseline_groups = groups if self.args.advantage_estimator == "grpo" else keys
         record.rewards, record.groups, record.keys = rewards, baseline_groups, keys
         record.advantages = advantages.tolist()
         record.completion_lengths = [len(ids) for b in batches for ids in b.completion_ids]
-        record.buffer_sizes = {name: len(buffer) for name, buffer in game.buffers.items()}
+        record.buffer_sizes = {name: len(buffer) for name, buffer in self.game.buffers.items()}
         self._log_step(record)
         return output
+
+    def _solver_tasks(self, name: str, record: StepRecord) -> list[Task]:
+        """The family's solver tasks from the buffer, `real_task_share` of them (rounded at random, so the
+        share holds on average) drawn from its real tasks instead when it has any."""
+        count, real = self.args.solver_batch_size, self.real_tasks.get(name)
+        drawn: list[Task] = []
+        if real:
+            expected = self.args.real_task_share * count
+            whole = int(expected)
+            n_real = whole + (expected > whole and self.game.rng.random() < expected - whole)
+            drawn = [self.game.rng.choice(real) for _ in range(n_real)]
+            record.real_task_ids[name] = {task.task_id for task in drawn}
+        return self.game.solver_tasks(name, count - len(drawn), fresh=record.added_count(name)) + drawn
 
     # --- generation through TRL ------------------------------------------------------------------
     def _rollouts(self, texts: Sequence[str], max_tokens: int) -> Rollouts:
@@ -210,10 +272,12 @@ class FlywheelTrainer(GRPOTrainer):
             prompt_ids, completion_ids, _, completions, *_ = self._generate(repeated)
         return Rollouts(prompt_ids, completion_ids, [self.agent.completion_text(c) for c in completions])
 
-    def _samples(self, texts: Sequence[str], n: int, max_tokens: int) -> list[str]:
-        """`n` completions per rendered prompt via TRL's `_generate_single_turn`, without training metrics."""
-        prompt_ids, _, _ = self._tokenize_prompts([text for text in texts for _ in range(n)])
-        with self._completion_budget(max_tokens):
+    def _sample_solutions(self, prompts: Sequence[Prompt], n: int) -> list[str]:
+        """The current policy as a `flywheel.envs.scoring.Sampler`: `n` untrained solver completions per prompt,
+        grouped by prompt, via TRL's `_generate_single_turn` (no training metrics)."""
+        rendered = [self.agent.render(prompt, "solve") for prompt in prompts for _ in range(n)]
+        prompt_ids, _, _ = self._tokenize_prompts(rendered)
+        with self._completion_budget(self.args.max_solver_completion_length):
             completion_ids, _ = self._generate_single_turn(prompt_ids, None, {}, n)
         decoded = self.processing_class.batch_decode(completion_ids, skip_special_tokens=True)
         return [self.agent.completion_text(text) for text in decoded]
@@ -232,33 +296,6 @@ class FlywheelTrainer(GRPOTrainer):
             yield
         finally:
             setattr(target, attribute, previous)
-
-    def _attempt(self, tasks: Sequence[Task], n: int, record: StepRecord, timer: str) -> list[Answer]:
-        """`n` untrained solver samples per task, scored; answers are grouped per task, in order."""
-        if not tasks:
-            return []
-        prompts = [self.game.families[task.family].solver_prompt(task) for task in tasks]
-        with record.timed(timer):
-            texts = self._samples(
-                [self.agent.render(p, "solve") for p in prompts], n, self.args.max_solver_completion_length
-            )
-        return self._score([t for t in tasks for _ in range(n)], [p for p in prompts for _ in range(n)], texts, record)
-
-    def _score(
-        self, tasks: Sequence[Task], prompts: Sequence[Prompt], texts: Sequence[str], record: StepRecord
-    ) -> list[Answer]:
-        """Verify answers family by family (one batched call each), keeping the input order."""
-        answers: list[Answer | None] = [None] * len(tasks)
-        with record.timed("verify"):
-            for name in self.game.families:
-                rows = [i for i, task in enumerate(tasks) if task.family == name]
-                if rows:
-                    scored = self.game.score_answers(
-                        name, [tasks[i] for i in rows], [prompts[i] for i in rows], [texts[i] for i in rows]
-                    )
-                    for i, answer in zip(rows, scored, strict=True):
-                        answers[i] = answer
-        return [answer for answer in answers if answer is not None]
 
     # --- advantages and tensors ------------------------------------------------------------------
     def _advantages(self, rewards: list[float], groups: list[tuple[str, int]], keys: list[str]) -> torch.Tensor:
@@ -326,10 +363,50 @@ class FlywheelTrainer(GRPOTrainer):
                         )
         return output
 
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: Any,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **multimodal: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """TRL's log-probs (temperature-scaled) and entropies of the last `logits_to_keep` tokens.
+
+        On CPU, TRL's fused LM head scores every position, prompt included (it compacts to the completion
+        tokens only with Triton), which made up about half of a laptop step. There the model computes only
+        the `logits_to_keep` logits it needs, as `generate` does; elsewhere, and for MoE or multimodal
+        inputs, TRL's path runs unchanged."""
+        if input_ids.device.type != "cpu" or compute_aux_loss or any(v is not None for v in multimodal.values()):
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss
+            )
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            ids = input_ids[start : start + batch_size]
+            with self.accelerator.autocast():
+                logits = model(
+                    input_ids=ids,
+                    attention_mask=attention_mask[start : start + batch_size],
+                    logits_to_keep=logits_to_keep + 1,
+                ).logits[:, :-1]
+            chunk_logps, chunk_entropies = selective_log_softmax_and_entropy(
+                logits.float(), ids[:, -logits_to_keep:], temperature=self.temperature
+            )
+            logps.append(chunk_logps)
+            entropies.append(chunk_entropies)
+        return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
     # --- logging ---------------------------------------------------------------------------------
     def _log_step(self, record: StepRecord) -> None:
-        """Self-play scalars go through TRL's metric log (-> TensorBoard `train/...`), the rest to our writer."""
+        """Self-play scalars go through TRL's metric log (averaged over `logging_steps`; TensorBoard shows them as
+        ``selfplay/...``), histograms and text straight to our writer."""
         metrics = self._metrics["train"]
+        record.remember_reasons()
         for tag, value in record.scalars().items():
             metrics[tag].append(value)
         rewards = torch.tensor(record.rewards)
@@ -344,21 +421,73 @@ class FlywheelTrainer(GRPOTrainer):
             self.tensorboard.write_step(record, self.state.global_step + 1, self.args.text_log_every)
         self.last_record = record
 
-    def sample_answers(self, tasks: Sequence[Task], n: int = 1) -> list[Answer]:
-        """`n` scored solver answers per task from the current policy, for evaluation hooks."""
-        record = StepRecord(step=self.game.step, families=list(self.game.families))
-        return self._attempt(tasks, n, record, "generate_eval")
+    # --- atomic checkpoints and the model card ----------------------------------------------------
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: Any = None
+    ) -> None:
+        """``OUTPUT_DIR/README.md``: Flywheel's model card (`flywheel.train.model_card`), not TRL's generic one."""
+        if self.is_world_process_zero():
+            card = model_card(self.args, self.state.global_step, self.eval_history)
+            card.save(Path(self.args.output_dir) / "README.md")
 
+    def _get_output_dir(self, trial: Any) -> str:
+        """TRL writes checkpoints into the staging directory; `_save_checkpoint` renames them into place."""
+        return str(staging_dir(self.args.output_dir))
 
-class SelfPlayCheckpoint(TrainerCallback):
-    """Adds the self-play state (counters, RNG, task store copy) to every TRL checkpoint."""
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """TRL's checkpoint plus the self-play state, written in staging and renamed into the run directory
+        when complete, then old checkpoints rotated: a ``checkpoint-N`` is complete or absent."""
+        staging = Path(self._get_output_dir(trial))
+        staged = staging / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(staged, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            self.game.save(staged)
+            checkpoint = publish_checkpoint(staged, self.args.output_dir)
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, keep=checkpoint)
+            shutil.rmtree(staging, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
 
-    def __init__(self, trainer: FlywheelTrainer) -> None:
-        self.trainer = trainer
+    # --- held-out evaluation ----------------------------------------------------------------------
+    def evaluate_held_out(self) -> dict[str, float]:
+        """Evaluate `eval_sets` with the current policy (`eval_samples` answers per task, greedy at
+        `eval_temperature` 0); append to `eval_history` and write the ``eval/`` scalars. Returns the scalars."""
+        from flywheel.train.evaluate import evaluate
 
-    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if state.is_world_process_zero:
-            self.trainer.game.save(Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        args = self.args
+        with unwrap_model_for_generation(
+            self.model_wrapped,
+            self.accelerator,
+            gather_deepspeed3_params=args.ds3_gather_for_generation,
+            gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs,
+        ) as unwrapped:
+            training = unwrapped.training
+            unwrapped.eval()
+            try:
+                report = evaluate(
+                    Agent(unwrapped, self.processing_class, template=args.template),
+                    self.eval_families,
+                    self.eval_sets,
+                    samples=args.eval_samples,
+                    temperature=args.eval_temperature,
+                    max_new_tokens=args.eval_max_new_tokens or args.max_solver_completion_length,
+                    seed=args.seed + self.game.step,
+                )
+            finally:
+                unwrapped.train(training)
+        metrics = report.metrics()
+        entry = {"step": self.game.step, "metrics": metrics}
+        self.eval_history.append(entry)
+        if self.accelerator.is_main_process:
+            with open(Path(args.output_dir) / EVAL_HISTORY_FILE, "a", encoding="utf-8") as history:
+                history.write(json.dumps(entry) + "\n")
+            if self.tensorboard is not None:
+                for tag, value in metrics.items():
+                    self.tensorboard.scalar(tag, value, self.state.global_step)
+        return metrics
 
 
 class StepHooks(TrainerCallback):
@@ -376,6 +505,36 @@ class StepHooks(TrainerCallback):
         report = StepReport(record.step, state.global_step, record.scalars(), record)
         for hook in self.trainer.hooks:
             hook(self.trainer, report)
+
+
+class HeldOutEvaluation(TrainerCallback):
+    """Runs `FlywheelTrainer.evaluate_held_out` at step 0 of a fresh run (after the warm start), every
+    `eval_every` self-play steps and after the last step. A resumed run first reloads the history its
+    earlier sessions wrote, up to the resumed step."""
+
+    def __init__(self, trainer: FlywheelTrainer) -> None:
+        self.trainer = trainer
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        trainer = self.trainer
+        path = Path(args.output_dir) / EVAL_HISTORY_FILE
+        if trainer.game.step > 0 and path.is_file():
+            entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            trainer.eval_history = [entry for entry in entries if entry["step"] <= trainer.game.step]
+        if state.is_world_process_zero:
+            path.write_text("".join(json.dumps(entry) + "\n" for entry in trainer.eval_history), encoding="utf-8")
+        if trainer.game.step == 0:
+            trainer.evaluate_held_out()
+
+    def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
+        trainer = self.trainer
+        step = trainer.game.step
+        due = args.eval_every > 0 and step % args.eval_every == 0
+        done = bool(trainer.eval_history) and trainer.eval_history[-1]["step"] == step
+        if (due or control.should_training_stop) and not done:
+            trainer.evaluate_held_out()
 
 
 class GracefulInterrupt(TrainerCallback):
@@ -422,22 +581,5 @@ def diversity_alarm(duplicate_rate: float, valid_rate: float) -> StepHook:
                 logger.warning(f"diversity alarm at step {report.step}: {name} duplicate rate {duplicates:.2f}")
             if valid is not None and valid < valid_rate:
                 logger.warning(f"diversity alarm at step {report.step}: {name} valid rate {valid:.2f}")
-
-    return hook
-
-
-def periodic_eval(tasks: Sequence[Task], every: int) -> StepHook:
-    """A step hook that samples one answer per real task every `every` self-play steps and writes
-    ``eval/{family}/accuracy`` to TensorBoard."""
-
-    def hook(trainer: FlywheelTrainer, report: StepReport) -> None:
-        if report.step % every != 0:
-            return
-        correct: dict[str, list[float]] = defaultdict(list)
-        for answer in trainer.sample_answers(tasks):
-            correct[answer.family].append(float(answer.verdict.correct))
-        if trainer.tensorboard is not None and trainer.accelerator.is_main_process:
-            for name, values in correct.items():
-                trainer.tensorboard.scalar(f"eval/{name}/accuracy", sum(values) / len(values), report.global_step)
 
     return hook

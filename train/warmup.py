@@ -20,6 +20,7 @@ dataset preprocessing for no gain here.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,11 +138,14 @@ def train_format(
     learning_rate: float,
     seed: int,
     log: Callable[[int, float], None] | None = None,
+    seconds: float | None = None,
 ) -> list[float]:
     """`steps` AdamW steps of next-token cross-entropy on the completions; returns the loss per step.
 
     Batches walk through the examples in a seeded order, reshuffled every pass. `log(step, loss)` is
-    called after every step (1-based)."""
+    called after every step (1-based). With `seconds`, training also stops at the first step that ends
+    after that much time."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     was_training = model.training
@@ -162,27 +166,31 @@ def train_format(
         losses.append(loss.item())
         if log is not None:
             log(step, losses[-1])
+        if deadline is not None and time.monotonic() >= deadline:
+            break
     model.train(was_training)
     return losses
 
 
 def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], config: FlywheelConfig) -> list[float]:
-    """The warm-up of a fresh `flywheel train` run: build the examples, train, and log ``warmup/loss`` to
-    the run's TensorBoard directory at steps ``1 - warmup_steps .. 0`` (so it ends where self-play's step 1
+    """The warm-up of a fresh `flywheel train` run: build the examples, train, and log ``warm_start/loss`` to
+    the run's TensorBoard directory at steps ``1 - warm_start_steps .. 0`` (so it ends where self-play's step 1
     begins, and a resume's purge of later steps never hides it). Returns the loss per step."""
     from accelerate import PartialState
     from torch.utils.tensorboard import SummaryWriter
 
     agent = Agent(model, tokenizer, template=config.template)
-    examples = build_examples(families, agent, config.warmup_examples, config.k_references, config.seed, config.roles)
+    examples = build_examples(
+        families, agent, config.warm_start_examples, config.k_references, config.seed, config.roles
+    )
     writer = None
     if "tensorboard" in config.report_to and PartialState().is_main_process:
         writer = SummaryWriter(log_dir=str(Path(config.output_dir) / "runs" / "selfplay"))
-    progress = tqdm(total=config.warmup_steps, desc="format warm-up", dynamic_ncols=True)
+    progress = tqdm(total=config.warm_start_steps, desc="warm start", dynamic_ncols=True)
 
     def log(step: int, loss: float) -> None:
         if writer is not None:
-            writer.add_scalar("warmup/loss", loss, step - config.warmup_steps)
+            writer.add_scalar("warm_start/loss", loss, step - config.warm_start_steps)
         progress.update(1)
         progress.set_postfix({"loss": f"{loss:.3g}"}, refresh=False)
 
@@ -191,9 +199,9 @@ def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], conf
             model,
             tokenizer,
             examples,
-            steps=config.warmup_steps,
-            batch_size=config.warmup_batch_size,
-            learning_rate=config.warmup_learning_rate,
+            steps=config.warm_start_steps,
+            batch_size=config.warm_start_batch_size,
+            learning_rate=config.warm_start_learning_rate,
             seed=config.seed,
             log=log,
         )

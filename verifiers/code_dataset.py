@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.verifiers.jsonl import read_objects
-from flywheel.verifiers.sandbox import Job, Sandbox, SandboxConfig, Status
+from flywheel.verifiers.sandbox import DEFAULT_ALLOWED_IMPORTS, Job, Sandbox, SandboxConfig, Status
 from flywheel.verifiers.values import values_equal
 
 
@@ -44,28 +45,84 @@ def read_rows(path: str) -> list[Row]:
     return [parse_row(obj, line_no) for line_no, obj in read_objects(path)]
 
 
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flywheel verify code", description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    default = SandboxConfig()
+    parser.add_argument("path", help="JSONL rows: code (or snippet), optional imports, input, output")
+    parser.add_argument("--timeout", type=float, default=2.0, help="wall-clock seconds per call")
+    parser.add_argument("--workers", type=int, default=default.workers, help="concurrent sandbox children")
+    parser.add_argument("--rel-tol", type=float, default=1e-9, help="relative tolerance for floats")
+    parser.add_argument("--abs-tol", type=float, default=0.0, help="absolute tolerance for floats")
+    parser.add_argument(
+        "--strict-types",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="1, 1.0 and True are different answers (--no-strict-types compares them as numbers)",
+    )
+    parser.add_argument(
+        "--allow-import",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="also allow this standard-library module (repeatable); default allowlist: "
+        + ", ".join(sorted(default.allowed_imports)),
+    )
+    return parser
+
+
+def _config(args: argparse.Namespace) -> SandboxConfig:
+    """The sandbox config the options ask for; raises ValueError naming each bad option."""
+    problems = [
+        f"--{name.replace('_', '-')} must be a finite number of at least 0, not {getattr(args, name)!r}"
+        for name in ("rel_tol", "abs_tol")
+        if not 0 <= getattr(args, name) < math.inf
+    ]
+    for module in args.allow_import:
+        if not module.isidentifier():
+            problems.append(f"--allow-import {module!r}: give a top-level module name")
+        elif module not in sys.stdlib_module_names:
+            problems.append(
+                f"--allow-import {module}: only standard-library modules can be allowed (third-party packages "
+                "are not loaded into the sandbox and their values are not plain data)"
+            )
+    try:
+        config = SandboxConfig(
+            timeout_s=args.timeout,
+            workers=args.workers,
+            allowed_imports=DEFAULT_ALLOWED_IMPORTS | frozenset(args.allow_import),
+        )
+    except ValueError as exc:
+        message = str(exc).replace("timeout_s", "--timeout").replace("workers", "--workers")
+        problems.append(message.removeprefix("invalid sandbox config: "))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return config
+
+
 def main(argv: list[str]) -> int:
     """Print one JSON line per row (index, status, passed, got) and a totals line; 2 on bad input."""
-    parser = argparse.ArgumentParser(prog="flywheel verify code", description=__doc__)
-    parser.add_argument("path")
-    parser.add_argument("--timeout", type=float, default=2.0, help="seconds per call (default 2)")
-    parser.add_argument("--workers", type=int, default=None, help="concurrent slots (default: all cores)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+    except ValueError as exc:
+        print(f"flywheel verify code: {exc}", file=sys.stderr)
+        return 2
     try:
         rows = read_rows(args.path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         print(f"flywheel verify code: {args.path}: {exc}", file=sys.stderr)
         return 2
-    config = SandboxConfig(timeout_s=args.timeout)
-    if args.workers:
-        config = SandboxConfig(timeout_s=args.timeout, workers=args.workers)
     start = time.perf_counter()
     with Sandbox(config) as sandbox:
         results = sandbox.run_many([Job(row.program, (row.input,)) for row in rows])
     counts: Counter[str] = Counter()
     passed = 0
     for index, (row, (result,)) in enumerate(zip(rows, results, strict=True)):
-        ok = result.status == Status.OK and values_equal(result.value or "", row.output)
+        ok = result.status == Status.OK and values_equal(
+            result.value or "", row.output, rel_tol=args.rel_tol, abs_tol=args.abs_tol, strict_types=args.strict_types
+        )
         passed += ok
         counts[str(result.status)] += 1
         print(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import re
+from collections.abc import Iterable, Iterator
 
 DENIED_NAMES = frozenset(
     {
@@ -91,8 +93,8 @@ DENIED_ATTRS = frozenset(
         "mro",
     }
 )
-# "{0.__class__}".format(x) reads attributes through format fields.
-_FORMAT_DUNDER = re.compile(r"\{[^{}]*__")
+# "{0.__class__}".format(x) and "{0._os}" read attributes through format fields.
+_FORMAT_PRIVATE = re.compile(r"\{[^{}]*(__|[.\[]_)")
 
 
 def _is_dunder(name: str) -> bool:
@@ -104,35 +106,74 @@ def _bound_names(tree: ast.AST) -> set[str]:
     return names | {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
 
-def check_program(source: str, allowed_imports: frozenset[str]) -> list[str]:
-    """Problems found in `source` (empty list = accepted). `allowed_imports` holds top-level module names."""
+def _module_names(tree: ast.AST) -> set[str]:
+    """Names bound by import statements (modules or names imported from them)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _argument_trees(inputs: Iterable[str]) -> Iterator[tuple[int, ast.AST]]:
+    """Each input's parse as the argument list of one call; inputs that do not parse are skipped (they
+    run nothing: the child answers them with a `bad input` error)."""
+    for index, text in enumerate(inputs):
+        with contextlib.suppress(SyntaxError, ValueError, RecursionError, MemoryError):
+            yield index, ast.parse(f"f({text}\n)", mode="eval")
+
+
+def check_program(source: str, allowed_imports: frozenset[str], inputs: Iterable[str] = ()) -> list[str]:
+    """Problems found in `source` and in the argument texts `inputs`, which run as code in the program's
+    globals (empty list = accepted). `allowed_imports` holds top-level module names.  Callers bound the
+    text sizes first (parsing is linear but not cheap)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return [f"does not parse: {type(exc).__name__}: {exc}"]
     problems: list[str] = []
     bound = _bound_names(tree) & REBINDABLE_NAMES
+    modules = _module_names(tree)
+    trees = [("line", tree)] + [(f"input {index}, line", parsed) for index, parsed in _argument_trees(inputs)]
+    for where, root in trees:
+        problems += _node_problems(root, where, bound, modules, allowed_imports)
+    return problems
+
+
+def _node_problems(
+    tree: ast.AST, where: str, bound: set[str], modules: set[str], allowed_imports: frozenset[str]
+) -> list[str]:
+    problems: list[str] = []
     for node in ast.walk(tree):
-        line = getattr(node, "lineno", "?")
+        line = f"{where} {getattr(node, 'lineno', '?')}"
         if isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
+            imported = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            modules = ["." * node.level + (node.module or "")]
+            imported = ["." * node.level + (node.module or "")]
         else:
-            modules = []
-        for module in modules:
+            imported = []
+        for module in imported:
             if module.split(".")[0] not in allowed_imports:
-                problems.append(f"line {line}: import of {module!r} is not allowed")
+                problems.append(f"{line}: import of {module!r} is not allowed")
         if isinstance(node, ast.Name) and node.id in bound:
             continue
         if isinstance(node, ast.Name) and (node.id in DENIED_NAMES or (_is_dunder(node.id) and node.id != "__name__")):
-            problems.append(f"line {line}: name {node.id!r} is not allowed")
+            problems.append(f"{line}: name {node.id!r} is not allowed")
         elif isinstance(node, ast.Attribute) and (
             node.attr in DENIED_ATTRS or (_is_dunder(node.attr) and node.attr not in SAFE_DUNDER_ATTRS)
         ):
-            problems.append(f"line {line}: attribute {node.attr!r} is not allowed")
-        elif isinstance(node, ast.alias) and node.name in DENIED_NAMES | DENIED_ATTRS:
-            problems.append(f"line {node.lineno}: importing name {node.name!r} is not allowed")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _FORMAT_DUNDER.search(node.value):
-            problems.append(f"line {line}: string with a dunder format field is not allowed")
+            problems.append(f"{line}: attribute {node.attr!r} is not allowed")
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr.startswith("_")
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            problems.append(f"{line}: private module attribute {node.value.id}.{node.attr} is not allowed")
+        elif isinstance(node, ast.alias) and (node.name in DENIED_NAMES | DENIED_ATTRS or node.name.startswith("_")):
+            problems.append(f"{line}: importing name {node.name!r} is not allowed")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _FORMAT_PRIVATE.search(node.value):
+            problems.append(f"{line}: string with a private or dunder format field is not allowed")
+        elif isinstance(node, ast.NamedExpr) and where != "line":
+            problems.append(f"{line}: assignment (:=) in an input is not allowed (it could rebind the program's names)")
     return problems

@@ -1,9 +1,11 @@
 """Plain Python values as literal text: bounded parsing, canonical printing, tolerant comparison.
 
 This module is the only place that defines the value format crossing the sandbox boundary.
-Accepted types are exactly: None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset
-(never subclasses).  Non-finite floats print as ``float('nan')``/``float('inf')``/``float('-inf')`` so
-the text stays parseable; dicts and sets print with entries sorted by their canonical text.
+Accepted types are exactly: None, bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset,
+range and the dict views dict_keys, dict_values, dict_items (never subclasses).  Non-finite floats print as
+``float('nan')``/``float('inf')``/``float('-inf')`` so the text stays parseable; dicts and sets print with
+entries sorted by their canonical text; ranges and dict views print as Python's repr does
+(``range(0, 5)``, ``dict_items([('a', 1)])``), elements in iteration order.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ import ast
 import math
 from typing import Any
 
-MAX_TEXT_CHARS = 1_000_000
+MAX_TEXT_CHARS = 200_000
 MAX_DEPTH = 100
 MAX_NODES = 200_000
 # CPython refuses to convert ints longer than this to/from decimal text (sys.int_info.default_max_str_digits).
 MAX_INT_DIGITS = 4300
 
 _SCALARS = (type(None), bool, int, float, complex, str, bytes)
+_KEYS, _VALUES, _ITEMS = type({}.keys()), type({}.values()), type({}.items())
+_VIEWS = {_KEYS: "dict_keys", _VALUES: "dict_values", _ITEMS: "dict_items"}
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -65,11 +69,14 @@ def parse_arguments(text: str, *, max_chars: int = MAX_TEXT_CHARS) -> tuple[tupl
         call = ast.parse(f"f({text}\n)", mode="eval").body
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
         raise ValueError(f"not an argument list: {type(exc).__name__}: {exc}") from None
-    if (
-        not isinstance(call, ast.Call)
-        or any(isinstance(a, ast.Starred) for a in call.args)
-        or any(k.arg is None for k in call.keywords)
-    ):
+    if not isinstance(call, ast.Call):
+        raise ValueError("not a plain argument list")
+    return literal_arguments(call)
+
+
+def literal_arguments(call: ast.Call) -> tuple[tuple[object, ...], dict[str, object]]:
+    """The values of a parsed call's arguments when every one is a plain literal; raises ValueError otherwise."""
+    if any(isinstance(a, ast.Starred) for a in call.args) or any(k.arg is None for k in call.keywords):
         raise ValueError("not a plain argument list")
     budget = [MAX_NODES]
     args = tuple(_build(a, 1, budget) for a in call.args)
@@ -142,7 +149,26 @@ def _build(node: ast.expr, depth: int, budget: list[int]) -> Any:
             real, imag = _number(args[0]), _number(args[1])
             if type(real) in (int, float) and type(imag) in (int, float):
                 return complex(real, imag)  # type: ignore[arg-type]
+        if name == "range" and 1 <= len(args) <= 3:
+            bounds = [_number(a) for a in args]
+            if all(type(b) is int for b in bounds):
+                return range(*bounds)  # type: ignore[arg-type]
+        if name in ("dict_keys", "dict_values", "dict_items") and len(args) == 1 and isinstance(args[0], ast.List):
+            return _view(name, [_build(e, depth + 2, budget) for e in args[0].elts])
     raise ValueError(f"not a plain literal: {type(node).__name__} node")
+
+
+def _view(name: str, elements: list) -> Any:
+    try:
+        if name == "dict_keys":
+            return dict.fromkeys(elements).keys()
+        if name == "dict_values":
+            return dict(enumerate(elements)).values()
+        if not all(type(e) is tuple and len(e) == 2 for e in elements):
+            raise ValueError("dict_items elements must be (key, value) pairs")
+        return dict(elements).items()
+    except TypeError as exc:
+        raise ValueError(f"unhashable dict key: {exc}") from None
 
 
 def _hashable_container(kind: type, elts: list[ast.expr], depth: int, budget: list[int]) -> Any:
@@ -223,6 +249,12 @@ def _emit(value: object, out: list[str], depth: int, room: list[int]) -> None:
         parts = sorted(_sub(e, depth, room) for e in value)  # type: ignore[attr-defined]
         body = "{" + ", ".join(parts) + "}" if parts else ""
         _put(out, (body or "set()") if kind is set else f"frozenset({body})", room)
+    elif kind is range:
+        _put(out, range.__repr__(value), room)  # type: ignore[arg-type]
+    elif kind in _VIEWS:
+        _put(out, _VIEWS[kind] + "(", room)  # type: ignore[index]
+        _emit(list(value), out, depth + 1, room)  # type: ignore[call-overload]
+        _put(out, ")", room)
     else:
         raise UnsupportedValue(f"unsupported return type: {kind.__name__}")
 
@@ -246,6 +278,8 @@ def values_equal(a: str, b: str, *, rel_tol: float = 1e-9, abs_tol: float = 0.0,
       different, and so are list/tuple and set/frozenset.  ``strict_types=False``: bool/int/float compare by
       numeric value (``1 == 1.0 == True``); container kinds must still match.
     - dicts and sets match when their entries pair up after sorting by canonical text.
+    - ranges match when they hold the same numbers (``range(0, 0) == range(5, 5)``, as in Python);
+      dict_keys and dict_items match as sets, dict_values as sequences (order counts).
     """
     try:
         return _equal(parse_literal(a), parse_literal(b), rel_tol, abs_tol, strict_types)
@@ -270,8 +304,10 @@ def _equal(x: Any, y: Any, rel: float, abs_: float, strict: bool) -> bool:
         return len(x) == len(y) and all(_equal(p, q, rel, abs_, strict) for p, q in zip(x, y, strict=True))
     if tx is dict:
         return len(x) == len(y) and _equal(_sorted_pairs(x), _sorted_pairs(y), rel, abs_, strict)
-    if tx in (set, frozenset):
+    if tx in (set, frozenset, _KEYS, _ITEMS):
         return len(x) == len(y) and _equal(sorted(x, key=canonical), sorted(y, key=canonical), rel, abs_, strict)
+    if tx is _VALUES:
+        return _equal(list(x), list(y), rel, abs_, strict)
     return x == y
 
 

@@ -28,6 +28,34 @@ WORKER_MEMORY_BYTES = 2 << 30
 MAX_BATCH = 16
 START_TIMEOUT_S = 60.0
 MAX_START_FAILURES = 3
+MAX_TIMEOUT_S = 600.0
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """The number of cores, at most 8."""
+    return min(os.cpu_count() or 1, 8)
+
+
+def valid_timeout(seconds: float) -> float:
+    """`seconds` if it is a finite number above 0 and at most MAX_TIMEOUT_S, else ValueError."""
+    if not (isinstance(seconds, int | float) and 0 < seconds <= MAX_TIMEOUT_S):  # also refuses nan and inf
+        raise ValueError(f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT_S:g}, not {seconds!r}")
+    return float(seconds)
+
+
+def valid_workers(count: int) -> int:
+    """`count` if it is a whole number from 1 to MAX_WORKERS, else ValueError."""
+    if not (isinstance(count, int) and 1 <= count <= MAX_WORKERS):
+        raise ValueError(f"workers must be a whole number from 1 to {MAX_WORKERS}, not {count!r}")
+    return count
+
+
+def valid_tolerance(value: float, maximum: float = 1.0) -> float:
+    """`value` if it is a finite number from 0 to `maximum`, else ValueError."""
+    if not (isinstance(value, int | float) and 0 <= value <= maximum and math.isfinite(value)):
+        raise ValueError(f"tolerance must be a finite number from 0 to {maximum:g}, not {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -47,10 +75,10 @@ class MathChecker:
     def __init__(
         self, workers: int | None = None, timeout_s: float = 2.0, rel_tol: float = 1e-9, abs_tol: float = 0.0
     ) -> None:
-        self.workers = max(1, workers if workers is not None else min(os.cpu_count() or 1, 8))
-        self.timeout_s = float(timeout_s)
-        self.rel_tol = float(rel_tol)
-        self.abs_tol = float(abs_tol)
+        self.workers = valid_workers(workers if workers is not None else default_workers())
+        self.timeout_s = valid_timeout(timeout_s)
+        self.rel_tol = valid_tolerance(rel_tol)
+        self.abs_tol = valid_tolerance(abs_tol, maximum=math.inf)
         self.last_latencies: list[float] = []  # seconds per task of the latest batch (diagnostics)
         self._lock = threading.Lock()
         self._sel = selectors.DefaultSelector()

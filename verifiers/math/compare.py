@@ -5,20 +5,28 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import mpmath
 import sympy
+from sympy.core.evalf import PrecisionExhausted
 
 from .parsing import AnswerList, OrderedList, Parsed
 
-EXACT_REL_TOL = mpmath.mpf("1e-25")  # numeric probes when both answers are exact (evaluated at 40 digits)
-PROBE_POINTS = 6
+PROBE_POINTS = 4  # fresh random complex points per identity test, one per quadrant
+MIN_DEFINED_POINTS = 3  # points with a value needed before numbers may say `equal`
+EXACT_POINTS = 2  # fresh random rational points for rational functions (exact arithmetic)
+POINT_DENOMINATOR = 2**61 - 1
+MAX_EXACT_EXPONENT = 1000  # larger integer powers go to the numeric probes (exact values would be huge)
+PROBE_DIGITS = 40  # digits of each side's value at a probe point
+PROBE_REL_DIFF = mpmath.mpf("1e-25")  # a larger relative difference of 40-digit values is certainly real
+CONFIRM_DIGITS = 400  # working-precision cap when only numbers can decide `equal`
 MAX_SET = 64
-SIMPLIFY_SHARE = 0.5  # share of the remaining soft budget that simplify() may use
 
 mpmath.mp.dps = 40
+_RNG = random.Random()  # seeded from os.urandom: points are fresh per check and unknown to the answer's author
+_QUADRANTS = ((1, 1), (-1, 1), (-1, -1), (1, -1))
 
 
 class SoftTimeout(BaseException):
@@ -169,67 +177,70 @@ class Comparator:
         bad = (sympy.nan, sympy.zoo)
         if a.has(*bad) or b.has(*bad):
             return False, "undefined value (nan/zoo)"
-        if not a.free_symbols and not b.free_symbols:
-            return self._numbers(a, b)
-        return self._expressions(a, b)
-
-    def _close(self, x: mpmath.mpc, y: mpmath.mpc) -> bool:
-        diff, scale = abs(x - y), max(abs(x), abs(y))
-        if self.inexact:
-            return bool(diff <= max(self.rel_tol * scale, self.abs_tol))
-        return bool(diff <= EXACT_REL_TOL * scale)
-
-    def _numbers(self, a: sympy.Expr, b: sympy.Expr) -> tuple[bool, str]:
-        if a.is_infinite or b.is_infinite:
+        if not a.free_symbols and not b.free_symbols and (a.is_infinite or b.is_infinite):
             return False, "different infinities" if a.is_infinite and b.is_infinite else "one side is infinite"
-        if not self.inexact:
-            if a.is_Rational and b.is_Rational:
-                return False, "different exact rationals"
-            d = a - b
-            if d == 0:
-                return True, "difference is exactly 0"
-            if d.is_Rational:
-                return False, "exact difference is nonzero"
-        va, vb = _num(a, {}), _num(b, {})
-        if va is None or vb is None:
-            return False, "could not evaluate numerically"
-        if self._close(va, vb):
-            return True, "equal within tolerance" if self.inexact else "equal to 25+ significant digits"
-        if self.inexact:
-            return False, f"differ beyond tolerance ({mpmath.nstr(va, 8)} vs {mpmath.nstr(vb, 8)})"
-        return False, f"numerically different ({mpmath.nstr(va, 8)} vs {mpmath.nstr(vb, 8)})"
+        return self._within_tolerance(a, b) if self.inexact else self._identity(a, b)
 
-    def _expressions(self, a: sympy.Expr, b: sympy.Expr) -> tuple[bool, str]:
+    # ------------------------------------------------------------------ exact answers: a - b == 0?
+    def _identity(self, a: sympy.Expr, b: sympy.Expr) -> tuple[bool, str]:
+        """Whether `a - b` is identically 0: exact arithmetic where it can decide, else see _analytic_identity."""
         d = a - b
         if d == 0:
             return True, "difference is exactly 0"
-        syms = sorted(a.free_symbols | b.free_symbols, key=str)
-        rng = random.Random(20240611)
-        agree = 0
-        for _ in range(PROBE_POINTS):
-            point = {
-                s: sympy.Rational(rng.randint(-2000, 2000), 997) + sympy.I * sympy.Rational(rng.randint(1, 2000), 991)
-                for s in syms
-            }
-            va, vb = _num(a, point), _num(b, point)
-            if va is None or vb is None:
-                continue
-            if not self._close(va, vb):
-                where = ", ".join(f"{s}={mpmath.nstr(_num(v, {}) or 0, 4)}" for s, v in point.items())
-                return False, f"values differ at {where}"
-            agree += 1
+        if d.is_Rational:
+            return False, "different exact rationals" if a.is_Rational else "exact difference is nonzero"
+        syms = sorted(d.free_symbols, key=str)
+        if syms and _is_rational_over_q(d):
+            return _rational_identity(d, syms)
+        return self._analytic_identity(a, b, syms)
+
+    def _analytic_identity(self, a: sympy.Expr, b: sympy.Expr, syms: list[sympy.Symbol]) -> tuple[bool, str]:
+        """40-digit values at fresh random complex points refute; then a symbolic proof; only if that fails,
+        `a - b` must be indistinguishable from 0 with CONFIRM_DIGITS digits of precision at every point."""
+        counterexample, defined = _probe(a, b, syms, _agree_to_probe_precision)
+        if counterexample:
+            return False, counterexample
+        d = a - b
+        proof = self._proof(d)
+        if proof:
+            return proof
+        if len(defined) < _needed_points(syms):
+            return False, "could not show equality"
+        tiny = _tiny_difference(d, defined)
+        if tiny:
+            return False, tiny
+        where = f" at {len(defined)} random complex points" if syms else ""
+        return True, f"not proven: difference is 0 to {CONFIRM_DIGITS} digits{where}"
+
+    def _proof(self, d: sympy.Expr) -> tuple[bool, str] | None:
+        """(True, how) when `d` expands, cancels or simplifies (within the simplify budget) to 0, else None.
+        Running out of the simplify budget gives None; running out of the task's budget raises SoftTimeout."""
+        if sympy.expand(d) == 0 or sympy.cancel(d) == 0:
+            return True, "difference expands to 0"
+        task_budget = signal.getitimer(signal.ITIMER_REAL)[0] > 0
         try:
-            if sympy.expand(d) == 0 or sympy.cancel(d) == 0:
-                return True, "difference expands to 0"
             with time_budget(self.simplify_s):
                 if sympy.simplify(d) == 0:
                     return True, "difference simplifies to 0"
         except SoftTimeout:
-            if agree < 3:
+            if task_budget and signal.getitimer(signal.ITIMER_REAL)[0] == 0:
                 raise
-        if agree >= 3:
-            return True, f"numerically equal at {agree} random complex points"
-        return False, "could not show equality"
+        return None
+
+    # ------------------------------------------------------------------ inexact answers: tolerances
+    def _within_tolerance(self, a: sympy.Expr, b: sympy.Expr) -> tuple[bool, str]:
+        """|a - b| <= max(rel_tol * max(|a|, |b|), abs_tol) at the value, or at fresh random points."""
+        syms = sorted(a.free_symbols | b.free_symbols, key=str)
+        counterexample, defined = _probe(a, b, syms, self._within)
+        if counterexample:
+            return False, f"{counterexample}: beyond tolerance"
+        if len(defined) < _needed_points(syms):
+            return False, "could not evaluate numerically"
+        where = f" at {len(defined)} random complex points" if syms else ""
+        return True, f"equal within tolerance{where}"
+
+    def _within(self, va: mpmath.mpc, vb: mpmath.mpc) -> bool:
+        return bool(abs(va - vb) <= max(self.rel_tol * max(abs(va), abs(vb)), self.abs_tol))
 
 
 def compare(gold: Parsed, pred: Parsed, rel_tol: float, abs_tol: float, simplify_s: float) -> tuple[bool, str]:
@@ -239,13 +250,113 @@ def compare(gold: Parsed, pred: Parsed, rel_tol: float, abs_tol: float, simplify
 
 def _num(expr: sympy.Expr, subs: dict) -> mpmath.mpc | None:
     try:
-        val = expr.evalf(40, subs=subs) if subs else expr.evalf(40)
+        val = expr.evalf(PROBE_DIGITS, subs=subs) if subs else expr.evalf(PROBE_DIGITS)
         re_, im_ = val.as_real_imag()
         if not (re_.is_Number and im_.is_Number) or re_.has(sympy.nan, sympy.zoo, sympy.oo, -sympy.oo):
             return None
         return mpmath.mpc(re_._to_mpmath(140), im_._to_mpmath(140))
     except (TypeError, ValueError, AttributeError, ZeroDivisionError, ArithmeticError):
         return None
+
+
+def _probe(a: sympy.Expr, b: sympy.Expr, syms: list[sympy.Symbol], close: Callable) -> tuple[str, list[dict]]:
+    """Values of `a` and `b` at PROBE_POINTS fresh random points (without symbols: their values): a reason
+    naming the first point where `close(va, vb)` fails ("" if none), and the points where both have a value."""
+    defined = []
+    for point in [_random_point(syms, k) for k in range(PROBE_POINTS)] if syms else [{}]:
+        va, vb = _num(a, point), _num(b, point)
+        if va is None or vb is None:
+            continue
+        if not close(va, vb):
+            return f"differs{_where(point)} ({mpmath.nstr(va, 8)} vs {mpmath.nstr(vb, 8)})", defined
+        defined.append(point)
+    return "", defined
+
+
+def _agree_to_probe_precision(va: mpmath.mpc, vb: mpmath.mpc) -> bool:
+    return bool(abs(va - vb) <= PROBE_REL_DIFF * max(abs(va), abs(vb)))
+
+
+def _needed_points(syms: list[sympy.Symbol]) -> int:
+    """Points with a value that numbers need before they may say `equal`."""
+    return MIN_DEFINED_POINTS if syms else 1
+
+
+def _random_rational(positive: bool = False) -> sympy.Rational:
+    """One of 2**63 values n / (2**61 - 1) in (-2, 2) (in (0, 2) when `positive`), drawn fresh."""
+    n = _RNG.randrange(1, 2**62) if positive else _RNG.randrange(-(2**62) + 1, 2**62)
+    return sympy.Rational(n, POINT_DENOMINATOR)
+
+
+def _random_point(syms: list[sympy.Symbol], k: int) -> dict[sympy.Symbol, sympy.Expr]:
+    """Exact complex rationals, symbol j's in quadrant (k + j) % 4: the points of one check lie on both sides
+    of every axis, so functions equal on a half-plane only (`sqrt(x^2)` vs `x`) always differ somewhere."""
+    point = {}
+    for j, s in enumerate(syms):
+        re_sign, im_sign = _QUADRANTS[(k + j) % 4]
+        point[s] = re_sign * _random_rational(positive=True) + im_sign * sympy.I * _random_rational(positive=True)
+    return point
+
+
+def _is_rational_over_q(expr: sympy.Expr) -> bool:
+    """A rational function with rational coefficients: only +, *, integer powers (up to MAX_EXACT_EXPONENT, so
+    exact values stay small), symbols and rationals."""
+    return all(
+        isinstance(node, sympy.Add | sympy.Mul | sympy.Symbol | sympy.Rational)
+        or (isinstance(node, sympy.Pow) and node.exp.is_Integer and abs(node.exp) <= MAX_EXACT_EXPONENT)
+        for node in sympy.preorder_traversal(expr)
+    )
+
+
+def _rational_identity(d: sympy.Expr, syms: list[sympy.Symbol]) -> tuple[bool, str]:
+    """A rational function with rational coefficients, evaluated exactly at fresh random rational points: a
+    nonzero numerator of degree D vanishes at one with probability <= D / 2**63 (Schwartz-Zippel)."""
+    zeros = 0
+    for _ in range(4 * EXACT_POINTS):
+        point = {s: _random_rational() for s in syms}
+        value = d.xreplace(point)
+        if not value.is_Rational:  # a pole at this point (zoo/nan): draw another
+            continue
+        if value != 0:
+            return False, f"differs{_where(point)} (exact)"
+        zeros += 1
+        if zeros == EXACT_POINTS:
+            return True, f"difference is 0 at {zeros} random rational points (exact arithmetic)"
+    return False, "could not evaluate the difference at random points"
+
+
+def _tiny_difference(d: sympy.Expr, points: list[dict]) -> str:
+    """A reason naming the first point where `d` is not 0 to CONFIRM_DIGITS digits ("" if none)."""
+    for point in points:
+        outcome = _zero_test(d, point, CONFIRM_DIGITS)
+        if outcome == "nonzero":
+            return f"differs{_where(point)} (by less than {mpmath.nstr(PROBE_REL_DIFF, 1)} relative)"
+        if outcome == "undefined":
+            return f"could not show equality (no value to {CONFIRM_DIGITS} digits{_where(point)})"
+    return ""
+
+
+def _zero_test(d: sympy.Expr, point: dict, digits: int) -> str:
+    """'nonzero' (digits found), 'zero' (indistinguishable from 0 with `digits` of working precision) or
+    'undefined' (a pole, nan, or no numeric value at this point)."""
+    subs = {"subs": point} if point else {}
+    try:
+        value = d.evalf(15, maxn=digits, strict=True, **subs)
+    except PrecisionExhausted:  # SymPy's error tracking found no nonzero digit with `digits` of precision
+        return "zero"
+    except (TypeError, ValueError, AttributeError, ZeroDivisionError, ArithmeticError):
+        return "undefined"
+    parts = value.as_real_imag()
+    if not all(p.is_Number and p.is_finite for p in parts):
+        return "undefined"
+    return "nonzero" if any(p != 0 and getattr(p, "_prec", 2) > 1 for p in parts) else "zero"
+
+
+def _where(point: dict) -> str:
+    if not point:
+        return ""
+    values = [(s, _num(v, {}) or mpmath.mpc(0)) for s, v in point.items()]
+    return " at " + ", ".join(f"{s}={mpmath.nstr(v.real if v.imag == 0 else v, 6)}" for s, v in values)
 
 
 def _unwrap_assignment(x: object, other: object) -> object:

@@ -224,9 +224,7 @@ def _parse_plain_answer(text: str) -> object:
         .replace("°", "")
         .replace("%", "")
     )
-    text = _UNIT_WORDS.sub("", text).strip()
-    if _THOUSANDS.match(text):
-        text = text.replace(",", "")
+    text = _without_thousands_separators(_UNIT_WORDS.sub("", text).strip())
     parts = _split_top(_OR_WORDS.sub(",", text), ",") if _OR_WORDS.search(text) else [text]
     if len(parts) > 1:
         return _answer_list([_parse_plain_answer(p) for p in parts])
@@ -237,6 +235,12 @@ def _parse_plain_answer(text: str) -> object:
             lo, hi = (parse_plain(e) for e in ends)
             return sympy.Interval(lo, hi, interval.group(1) == "(", interval.group(3) == ")")
     return parse_plain(text, top=True)
+
+
+def _without_thousands_separators(text: str) -> str:
+    """`1,000,000` -> `1000000`; spaces do not count (`10 , 000`, as LaTeX math mode renders it)."""
+    compact = re.sub(r"\s+", "", text)
+    return compact.replace(",", "") if _THOUSANDS.match(compact) else text
 
 
 def _answer_list(items: list[object]) -> object:
@@ -284,6 +288,8 @@ def _retokenize(text: str) -> str:
             _wrap_factorial(out)
             continue
         if tok.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT):
+            continue
+        if tok.type == tokenize.ERRORTOKEN and not tok.string.strip():  # the space in `5 !`
             continue
         if tok.type in (tokenize.STRING, tokenize.COMMENT, tokenize.ERRORTOKEN):
             raise ParseError(f"unexpected token {tok.string!r}")
@@ -466,6 +472,10 @@ _L2S_CONV = ConversionConfig(lowercase_symbols=False)
 _TEXT_CMD = re.compile(r"\\(?:text|textrm|textbf|mbox|mathrm|operatorname)\s*\{([^{}]*)\}")
 
 
+_LATEX_SPACE = re.compile(r"\\\\|\\[,;:! ]|~")
+"""A LaTeX space (`\\,`, `\\ `, `~`), or a row break `\\\\` that must survive (`1 & 2 \\\\ 3 & 4`)."""
+_BARE_INFINITY = re.compile(r"(?<![\\A-Za-z])oo(?![A-Za-z])|∞")
+_MEMBERSHIP = re.compile(r"[A-Za-z]\s*\\in(?![A-Za-z])\s*")
 _UNEVALUATED = re.compile(r"\\(?:int|iint|iiint|oint|lim|sum|prod|partial)(?![A-Za-z])|\\[dt]?frac\s*\{\s*d")
 """LaTeX operators latex2sympy would carry out (`\\int 2x dx` reads as x**2). An answer holding one restates a
 problem instead of answering it, so it is refused rather than evaluated."""
@@ -480,9 +490,9 @@ def _parse_latex(text: str) -> object:
     text = re.sub(r"\\left\s*\.|\\right\s*\.", "", text)
     text = re.sub(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)\s*", "", text)
     text = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\circ|°|\\degree", "", text)
-    text = text.replace("\\%", "").replace("%", "").replace("\\$", "").replace("{,}", "")
-    text = re.sub(r"(?<=\d)\\[,;:! ](?=\d{3})", "", text)
-    text = re.sub(r"\\[,;:! ]|~", " ", text)
+    text = text.replace("\\%", "").replace("%", "").replace("\\$", "")
+    text = re.sub(r"(?<=\d)\s*(?:\\[,;:! ]|\{\s*,\s*\})\s*(?=\d{3}(?!\d))", "", text)
+    text = _LATEX_SPACE.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", text)
     text = _OR_WORDS.sub(",", text)
     stripped = _TEXT_CMD.sub("", text).strip()
     if not stripped or (re.fullmatch(r"[\s,^{}\d]*", stripped) and not re.search(r"\d", stripped)):
@@ -491,14 +501,24 @@ def _parse_latex(text: str) -> object:
             raise ParseError("empty answer")
         return sympy.Symbol(re.sub(r"\s+", " ", words))
     text = re.sub(r"\^\s*\{\s*\}", "", stripped).strip()
-    if _THOUSANDS.match(text):
-        text = text.replace(",", "")
+    text = _BARE_INFINITY.sub(r"\\infty ", text)
+    text = _without_thousands_separators(text)
+    member = _MEMBERSHIP.match(text)
+    if member is not None:
+        return _as_set(_parse_latex_one(text[member.end() :]))
     if text.count("\\pm") + text.count("\\mp") > 0:
         return _expand_pm(text)
     parts = _split_top(text, ",")
     if len(parts) > 1 and not _is_bracketed(text):
         return _answer_list([_parse_latex_one(p) for p in parts])
     return _parse_latex_one(text)
+
+
+def _as_set(value: object) -> sympy.Set:
+    """The right side of `x \\in S`: intervals, unions and `\\{...\\}` sets parse as sets already."""
+    if not isinstance(value, sympy.Set):
+        raise ParseError("\\in must be followed by a set or an interval")
+    return value
 
 
 def _expand_pm(text: str) -> object:

@@ -1,11 +1,12 @@
-"""Inside one forked child: lock the process down, run one program's calls, report each as a data line.
+"""Inside one child: read its job, lock the process down, run the program's calls, report each as data.
 
-Runs in the executor's fork; nothing here returns.  Each call's outcome is written to fd 3 as one JSON
+Runs in a clone of the zygote; nothing here returns.  Each call's outcome is written to fd 3 as one JSON
 line ``[status, value, error, stdout]``; the executor attributes lines to inputs in order.
 """
 
 from __future__ import annotations
 
+import ast
 import builtins
 import ctypes
 import errno
@@ -13,7 +14,7 @@ import io
 import json
 import os
 import resource
-import socket
+import string
 import sys
 import tempfile
 import types
@@ -24,15 +25,60 @@ try:  # imported here, before the executor unshares: its tmpfs on /tmp hides a c
 except ImportError:
     pyseccomp = None
 
-from flywheel.verifiers.values import UnsupportedValue, ValueTooLarge, canonical, parse_arguments
+from flywheel.verifiers.values import UnsupportedValue, ValueTooLarge, canonical, literal_arguments
 
 RESULT_FD = 3
 SETUP_FAILED_EXIT = 70
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 _LIBC = ctypes.CDLL(None, use_errno=True)
 MAX_ERROR_CHARS = 1000
-# Denied outright (EPERM).  Socket creation is denied separately for every family except AF_UNIX.
+# Runtime guard (an audit hook installed just before the program runs).  Frames reach every variable of
+# every caller; tracing, gc and ctypes reach every object or byte of the process.
+ALWAYS_DENIED_EVENTS = frozenset(
+    {
+        "sys._current_frames",
+        "sys.settrace",
+        "sys.setprofile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "code.__new__",
+        "function.__new__",
+    }
+)
+FRAME_ATTRS = frozenset({"gi_frame", "cr_frame", "ag_frame", "tb_frame"})
+CODE_ATTRS = frozenset({"__code__", "f_code", "gi_code", "cr_code", "ag_code"})
+# The only callers that may take a frame: library code reading its caller's module name
+# (namedtuple, Enum and TypeVar set __module__ with sys._getframe(1).f_globals).
+FRAME_CALLERS = frozenset(
+    os.path.join(os.path.dirname(os.__file__), name) for name in ("collections/__init__.py", "enum.py", "typing.py")
+)
+STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+# Standard-library code that looks attributes up by a name taken from data (format fields).
+DATA_DRIVEN_GETATTR = frozenset({string.__file__})
+_ARGUMENT_PACKER = ast.parse("lambda *args, **kwargs: (args, kwargs)", mode="eval").body
+# Denied outright (EPERM).  `socket` of every family: even AF_UNIX, whose abstract names would be a
+# channel between concurrent jobs (and, without a network namespace, to host services).
 DENIED_SYSCALLS = (
+    "socket",
+    # SysV IPC objects and POSIX message queues outlive the process that made them: a channel to later jobs.
+    "shmget",
+    "shmat",
+    "shmctl",
+    "msgget",
+    "msgsnd",
+    "msgrcv",
+    "msgctl",
+    "semget",
+    "semop",
+    "semtimedop",
+    "semctl",
+    "mq_open",
+    "mq_unlink",
+    "mq_timedsend",
+    "mq_timedreceive",
+    "mq_notify",
+    "mq_getsetattr",
     "ptrace",
     "process_vm_readv",
     "process_vm_writev",
@@ -67,8 +113,15 @@ DENIED_SYSCALLS = (
     "fanotify_init",
     "personality",
 )
-# Without a private mount namespace the program must not create anything on the host file system.
-FILE_CREATION_SYSCALLS = (
+# Without a private, read-only mount tree the program must not change anything on the host file system:
+# these fail, and so does every open() for writing, creating or truncating.
+FILE_WRITE_SYSCALLS = (
+    "openat2",
+    "truncate",
+    "utime",
+    "utimes",
+    "utimensat",
+    "futimesat",
     "creat",
     "mkdir",
     "mkdirat",
@@ -95,21 +148,26 @@ class SeccompProgram:
     with a single prctl(PR_SET_SECCOMP).
     """
 
-    def __init__(self, deny_file_creation: bool) -> None:
+    def __init__(self, deny_writes: bool) -> None:
         if pyseccomp is None:
             raise RuntimeError("the pyseccomp package is not installed")
         sc = pyseccomp
         filt = sc.SyscallFilter(sc.ALLOW)
         deny = sc.ERRNO(errno.EPERM)
-        for name in DENIED_SYSCALLS + (FILE_CREATION_SYSCALLS if deny_file_creation else ()):
+        for name in DENIED_SYSCALLS + (FILE_WRITE_SYSCALLS if deny_writes else ()):
             try:
                 filt.add_rule(deny, name)
             except Exception:  # syscall absent on this architecture
                 continue
-        filt.add_rule(deny, "socket", sc.Arg(0, sc.NE, socket.AF_UNIX))
-        if deny_file_creation:
-            filt.add_rule(deny, "open", sc.Arg(1, sc.MASKED_EQ, os.O_CREAT, os.O_CREAT))
-            filt.add_rule(deny, "openat", sc.Arg(2, sc.MASKED_EQ, os.O_CREAT, os.O_CREAT))
+        if deny_writes:
+            for syscall, flags_arg in (("open", 1), ("openat", 2)):
+                for mask, value in (
+                    (os.O_ACCMODE, os.O_WRONLY),
+                    (os.O_ACCMODE, os.O_RDWR),
+                    (os.O_CREAT, os.O_CREAT),
+                    (os.O_TRUNC, os.O_TRUNC),
+                ):
+                    filt.add_rule(deny, syscall, sc.Arg(flags_arg, sc.MASKED_EQ, mask, value))
         with tempfile.TemporaryFile() as raw:
             filt.export_bpf(raw)
             raw.seek(0)
@@ -138,6 +196,10 @@ class Limits:
 
 class _OutputLimit(Exception):
     pass
+
+
+class _BadInput(Exception):
+    """The input text is not one call's argument list: it never runs."""
 
 
 class _Capture(io.TextIOBase):
@@ -207,16 +269,69 @@ def _describe(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _call(namespace: dict, entry: str, text: str, limits: Limits) -> tuple[str, str | None, str | None]:
+def _install_guard() -> None:
+    """Refuse, for the rest of the process's life, the introspection that reaches frames, code objects and
+    raw memory, whatever route (attribute, format field, library helper) the program takes to it."""
+    getframe = sys._getframe
+    busy = [False]
+
+    def caller() -> str:
+        busy[0] = True
+        try:
+            return getframe(2).f_code.co_filename
+        finally:
+            busy[0] = False
+
+    def hook(event: str, args: tuple) -> None:
+        if busy[0]:
+            return
+        if event in ALWAYS_DENIED_EVENTS or event.startswith("ctypes."):
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        if event == "sys._getframe" or (event == "object.__getattr__" and args[1] in FRAME_ATTRS):
+            if caller() not in FRAME_CALLERS:
+                raise PermissionError("sandbox: frame access is not allowed")
+        elif event == "object.__getattr__" and args[1] in CODE_ATTRS:
+            where = caller()
+            if not where.startswith(STDLIB_DIR) or "site-packages" in where or where in DATA_DRIVEN_GETATTR:
+                raise PermissionError(f"sandbox: {args[1]} is not allowed")
+
+    sys.addaudithook(hook)
+
+
+def _arguments(text: str, namespace: dict) -> tuple[tuple, dict]:
+    """Evaluate a call's argument text (``"[1] * 3, key=len"``) in the program's globals.
+
+    Raises _BadInput when the text is not exactly one call's argument list.  Plain literals (the common
+    case) are built directly from the parse, with the same values evaluation gives; anything else is
+    compiled and evaluated."""
     try:
-        args, kwargs = parse_arguments(text)
-    except ValueError as exc:
-        return "error", None, f"bad input: {exc}"[:MAX_ERROR_CHARS]
+        tree = ast.parse(f"f({text}\n)", mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        raise _BadInput(f"not an argument list: {type(exc).__name__}: {exc}") from None
+    call = tree.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.func.id != "f":
+        raise _BadInput("not an argument list")
+    try:
+        return literal_arguments(call)
+    except ValueError:
+        call.func = _ARGUMENT_PACKER
+    try:
+        code = compile(ast.fix_missing_locations(tree), "<input>", "eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise _BadInput(f"not an argument list: {type(exc).__name__}: {exc}") from None
+    return eval(code, namespace)
+
+
+def _call(namespace: dict, entry: str, text: str, limits: Limits) -> tuple[str, str | None, str | None]:
+    """Evaluate the argument text in the program's globals, as reference harnesses do, then call `entry`."""
     fn = namespace.get(entry)
     if not callable(fn):
         return "error", None, f"entry function {entry!r} is not defined"
     try:
+        args, kwargs = _arguments(text, namespace)
         value = fn(*args, **kwargs)
+    except _BadInput as exc:
+        return "error", None, f"bad input: {exc}"[:MAX_ERROR_CHARS]
     except MemoryError:
         return "memory", None, "MemoryError"
     except BaseException as exc:  # SystemExit included: exiting early is never a pass
@@ -233,22 +348,26 @@ def _call(namespace: dict, entry: str, text: str, limits: Limits) -> tuple[str, 
         return "error", None, "value nested too deeply"
 
 
-def run_child(
-    program: str,
-    inputs: list[str],
-    entry: str,
-    workdir: str,
-    uid: int | None,
-    limits: Limits,
-    devnull: int,
-    result_fd: int,
-    seccomp: SeccompProgram | None,
-) -> None:
-    """Lock down, run the program once, then call `entry` on each input; always ends with os._exit."""
+def _read_job(fd: int) -> dict:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
+def run_child(job_fd: int, result_fd: int, workdir: str, uid: int | None, run: dict) -> None:
+    """Read this child's job, lock down, run the program once, then call the entry on each input.
+
+    `run` is the executor's fixed setup (limits, devnull, seccomp, runtime_guard); always ends with os._exit.
+    """
     write = os.write
     dumps = json.dumps
+    limits: Limits = run["limits"]
     try:
-        _lock_down(workdir, uid, limits, len(inputs), devnull, result_fd, seccomp)
+        job = _read_job(job_fd)
+        program, inputs, entry = job["program"], job["inputs"], job["entry"]
+        _lock_down(workdir, uid, limits, len(inputs), run["devnull"], result_fd, run["seccomp"])
     except BaseException:
         os._exit(SETUP_FAILED_EXIT)
     module = types.ModuleType("__main__")
@@ -257,6 +376,9 @@ def run_child(
     load_error: tuple[str, str | None, str | None] | None = None
     out = _Capture(limits.stdout_bytes)
     sys.stdout = sys.stderr = out
+    del job
+    if run["runtime_guard"]:
+        _install_guard()
     try:
         exec(compile(program, "<program>", "exec"), module.__dict__)
     except MemoryError:

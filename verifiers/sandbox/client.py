@@ -7,7 +7,6 @@ import dataclasses
 import json
 import os
 import selectors
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,25 +16,24 @@ from collections.abc import Sequence
 from typing import IO
 
 from flywheel.verifiers.sandbox.config import CallResult, Job, SandboxConfig, Status
+from flywheel.verifiers.sandbox.preload import modules_to_preload
 from flywheel.verifiers.static_check import check_program
 from flywheel.verifiers.values import canonical, parse_literal
 
-ISOLATION_MODES = ("auto", "full", "rlimits")
 STARTUP_TIMEOUT_S = 60.0
 
 
 class Sandbox:
-    """Runs untrusted programs in forked, locked-down children of a separate warm executor process.
+    """Runs untrusted programs in locked-down children of a separate warm executor process, each cloned
+    from a zygote that never holds a job (docs/sandbox.md).
 
     Use as a context manager (or call close()).  Not for concurrent use from several threads at once:
     calls are serialised by a lock.  `isolation` names the layers in force, e.g.
-    ``namespaces(net,mount,ipc)+tmpfs(/tmp,/dev/shm)+setuid+rlimits+no_new_privs+seccomp``.
+    ``namespaces(net,mount,ipc)+readonly(/)+tmpfs(/tmp,/dev/shm)+setuid+...+seccomp+zygote+runtime_guard``.
     """
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
         self.config = config or SandboxConfig()
-        if self.config.isolation not in ISOLATION_MODES:
-            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, not {self.config.isolation!r}")
         self._lock = threading.Lock()
         self._shadow: Sandbox | None = None
         self._next_id = 0
@@ -73,14 +71,17 @@ class Sandbox:
             "max_value_chars": cfg.max_value_chars,
             "stdout_bytes": cfg.stdout_bytes,
             "allowed_imports": sorted(cfg.allowed_imports),
+            "preload": modules_to_preload(cfg.allowed_imports),
             "isolation": cfg.isolation,
+            "runtime_guard": cfg.runtime_guard,
         }
         assert self._proc.stdin is not None and self._proc.stdout is not None
         os.write(self._proc.stdin.fileno(), (json.dumps(setup) + "\n").encode())
         hello = json.loads(self._read_line(STARTUP_TIMEOUT_S) or b'{"hello": false}')
         if not hello.get("hello"):
+            reason = hello.get("error") or self._stderr_tail()
             self.close()
-            raise RuntimeError(f"sandbox executor failed to start: {hello.get('error') or self._stderr_tail()}")
+            raise RuntimeError(f"sandbox executor failed to start: {reason}")
         self.isolation = hello["isolation"]
         self.executor_pid = hello["pid"]
         self._executor_tmp = hello["tmp"]
@@ -126,8 +127,6 @@ class Sandbox:
             proc.wait()
         proc.stdout.close()  # type: ignore[union-attr]
         self._stderr.close()
-        if self._executor_tmp and os.path.isdir(self._executor_tmp):  # rlimits mode: host /tmp
-            shutil.rmtree(self._executor_tmp, ignore_errors=True)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -170,10 +169,20 @@ class Sandbox:
         return results  # type: ignore[return-value]
 
     def _reject_reason(self, job: Job) -> str | None:
+        """Why a job is refused before it runs; sizes are checked before anything parses the text."""
+        cfg = self.config
         if not job.entry.isidentifier():
             return f"entry {job.entry!r} is not an identifier"
-        if self.config.static_check:
-            problems = check_program(job.program, self.config.allowed_imports)
+        if len(job.program) > cfg.max_program_chars:
+            return f"program too long ({len(job.program)} > {cfg.max_program_chars} chars)"
+        lines = job.program.count("\n") + 1
+        if lines > cfg.max_program_lines:
+            return f"program too long ({lines} > {cfg.max_program_lines} lines)"
+        longest = max(map(len, job.inputs), default=0)
+        if longest > cfg.max_input_chars:
+            return f"input too long ({longest} > {cfg.max_input_chars} chars)"
+        if cfg.static_check:
+            problems = check_program(job.program, cfg.allowed_imports, job.inputs)
             if problems:
                 return "static check: " + "; ".join(problems[:5])
         return None
@@ -223,13 +232,30 @@ class Sandbox:
         return self._shadow
 
 
+def run_deterministic(
+    sandbox: Sandbox, jobs: Sequence[Job], *, rerun_failures: bool = False
+) -> list[tuple[list[CallResult], bool]]:
+    """Run each job, then run it again in the same executor and under another PYTHONHASHSEED. Per job: the
+    first run's results and whether status/value/error repeated in both re-runs.
+
+    Without `rerun_failures`, a job with a failed call is not re-run (its failure is its outcome; its flag is
+    True), so a batch of proposals that time out costs one run, not three.
+    """
+    first = sandbox.run_many(jobs)
+    rerun = [i for i, results in enumerate(first) if rerun_failures or all(r.status == Status.OK for r in results)]
+    repeated = dict.fromkeys(range(len(jobs)), True)
+    if rerun:
+        subset = [jobs[i] for i in rerun]
+        again, other = sandbox.run_many(subset), sandbox.shadow().run_many(subset)
+
+        def key(results: list[CallResult]) -> list[tuple[str, str | None, str | None]]:
+            return [(r.status, r.value, r.error) for r in results]
+
+        for i, b, c in zip(rerun, again, other, strict=True):
+            repeated[i] = key(first[i]) == key(b) == key(c)
+    return [(results, repeated[i]) for i, results in enumerate(first)]
+
+
 def check_deterministic(sandbox: Sandbox, jobs: Sequence[Job]) -> list[bool]:
     """True per job only if status/value/error repeat in the same executor AND under another PYTHONHASHSEED."""
-    first = sandbox.run_many(jobs)
-    again = sandbox.run_many(jobs)
-    other = sandbox.shadow().run_many(jobs)
-
-    def key(results: list[CallResult]) -> list[tuple[str, str | None, str | None]]:
-        return [(r.status, r.value, r.error) for r in results]
-
-    return [key(a) == key(b) == key(c) for a, b, c in zip(first, again, other, strict=True)]
+    return [deterministic for _, deterministic in run_deterministic(sandbox, jobs, rerun_failures=True)]
