@@ -11,6 +11,7 @@ import json
 import random
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,13 +124,12 @@ class TaskStore:
         )
         self._db.commit()
 
-    def ledger(self, family: str | None = None) -> list[dict[str, Any]]:
-        """Ledger rows in insertion order, optionally for one family."""
-        query = "SELECT time, step, role, family, prompt, output, result FROM ledger"
-        rows = self._db.execute(
-            query + (" WHERE family = ? ORDER BY seq" if family is not None else " ORDER BY seq"),
-            (family,) if family is not None else (),
-        ).fetchall()
+    def ledger(self, family: str | None = None, role: str | None = None) -> list[dict[str, Any]]:
+        """Ledger rows in insertion order, optionally for one family and one role."""
+        chosen = [(column, value) for column, value in (("family", family), ("role", role)) if value is not None]
+        where = " WHERE " + " AND ".join(f"{column} = ?" for column, _ in chosen) if chosen else ""
+        query = f"SELECT time, step, role, family, prompt, output, result FROM ledger{where} ORDER BY seq"
+        rows = self._db.execute(query, tuple(value for _, value in chosen)).fetchall()
         keys = ("time", "step", "role", "family", "prompt", "output")
         return [{**dict(zip(keys, row[:6], strict=True)), "result": json.loads(row[6])} for row in rows]
 
@@ -214,6 +214,27 @@ class TaskBuffer:
     def __contains__(self, task_id: object) -> bool:
         row = self._db.execute("SELECT 1 FROM tasks WHERE family = ? AND task_id = ?", (self.family, task_id))
         return row.fetchone() is not None
+
+    def structure_counts(self, newest: int | None = None) -> Counter[str]:
+        """Stored tasks per structure key, over the whole buffer or its `newest` tasks with a key (seeds, stored
+        without one, are left out)."""
+        if newest is None:
+            query = "SELECT structure, COUNT(*) FROM tasks WHERE family = ? AND structure NOT NULL GROUP BY structure"
+            return Counter(dict(self._db.execute(query, (self.family,)).fetchall()))
+        query = (
+            "SELECT structure, COUNT(*) FROM (SELECT structure FROM tasks WHERE family = ? AND structure NOT NULL "
+            "ORDER BY seq DESC LIMIT ?) GROUP BY structure"
+        )
+        return Counter(dict(self._db.execute(query, (self.family, newest)).fetchall()))
+
+    def repeated_structures(self, step: int) -> int:
+        """Tasks added at `step` whose structure key an older buffer task already has (near-duplicates)."""
+        query = (
+            "SELECT COUNT(*) FROM tasks AS t WHERE t.family = ? AND t.step = ? AND t.structure IS NOT NULL AND "
+            "EXISTS (SELECT 1 FROM tasks AS u WHERE u.family = t.family AND u.structure = t.structure "
+            "AND u.seq < t.seq)"
+        )
+        return self._db.execute(query, (self.family, int(step))).fetchone()[0]
 
     def structure_count(self, structure: str) -> int:
         """Stored tasks of one structure key (seeds, stored without one, are never counted)."""

@@ -112,3 +112,12 @@ def test_real_model_answers_reach_the_verifier(smollm: tuple[object, object]) ->
     assert raw.strip(), "a pretrained model writes text"
     (verdict,) = family.verify([task], [agent.completion_text(raw)])
     assert verdict.status in ("correct", "wrong", "format_error")
+
+
+def test_recipe_parses_and_names_the_converted_model() -> None:
+    from flywheel.train.run import parse_config
+
+    config = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "recipes" / "smollm.yaml")])
+    assert config.model_name_or_path == SMOLLM_MODEL
+    assert config.use_peft and config.template == "chat" and config.warm_start_steps == 0
+    assert config.rollouts_per_step == 8

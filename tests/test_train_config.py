@@ -64,8 +64,10 @@ def test_settings_of_families_not_played_are_dropped() -> None:
         (["--family_configs", '{"math_deduction": {"colour": 1}}'], "unknown settings"),
         (["--max_solver_completion_length", "-5"], "max_solver_completion_length must be at least 1, not -5"),
         (["--k_references", "-1"], "k_references must be at least 0"),
-        (["--diversity_alarm_valid_rate", "nan"], "diversity_alarm_valid_rate must be a finite number"),
-        (["--diversity_alarm_duplicate_rate", "1.5"], r"diversity_alarm_duplicate_rate must be in \[0, 1\]"),
+        (["--guards", '{"triggers": [{"metric": "train/entropy"}]}'], "needs exactly one of above, below, drop"),
+        (["--guards", '{"triggers": [{"metric": "x", "below": 1, "action": "panic"}]}'], "action must be one of"),
+        (["--guards", '{"max_rollbacks": -1}'], "guards.max_rollbacks must be a number of at least 0"),
+        (["--guards", "{oops"], "guards is not valid JSON"),
     ],
 )
 def test_broken_configs_are_clear_errors(argv: list[str], message: str) -> None:

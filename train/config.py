@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from flywheel.envs.rails import Rails
 from flywheel.envs.rewards import RewardConfig
 from flywheel.train.advantages import ESTIMATORS
+from flywheel.train.guards import GuardsConfig
 from trl import GRPOConfig
 
 ROLES = ("propose", "solve")
@@ -34,6 +35,7 @@ POSITIVE_FIELDS = frozenset(
         "torch_threads",
         "eval_max_new_tokens",
         "eval_samples",
+        "diversity_window",
     }
 )
 """Integer fields that must be at least 1 (the others must be at least 0)."""
@@ -45,7 +47,7 @@ class FlywheelConfig(GRPOConfig):
     """Self-play training settings. TRL's own fields (learning rate, `num_generations`, `beta`,
     `num_iterations`, `use_vllm`, `save_steps`, ...) keep their meaning; see TRL's GRPOConfig."""
 
-    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*GRPOConfig._VALID_DICT_FIELDS, "family_configs", "rails"]
+    _VALID_DICT_FIELDS: ClassVar[list[str]] = [*GRPOConfig._VALID_DICT_FIELDS, "family_configs", "rails", "guards"]
 
     # --- model ---------------------------------------------------------------------------------------
     model_name_or_path: str = field(
@@ -203,12 +205,21 @@ class FlywheelConfig(GRPOConfig):
             "of the buffer, for families with real tasks (0: off)."
         },
     )
-    diversity_alarm_duplicate_rate: float = field(
-        default=0.9,
-        metadata={"help": "Diversity alarm: warn when a family's duplicate rate of valid proposals exceeds this."},
+    # --- diversity and guards (flywheel.train.guards, docs/training.md "Guards") ------------------------
+    diversity_window: int = field(
+        default=64,
+        metadata={
+            "help": "Newest proposed buffer tasks counted by selfplay/{family}/diversity/recent_distinct_structures."
+        },
     )
-    diversity_alarm_valid_rate: float = field(
-        default=0.0, metadata={"help": "Diversity alarm: warn when a family's proposal valid rate falls below this."}
+    guards: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Guards, {triggers: [{metric, above|below|drop, window, action}], max_rollbacks, rollback_to, "
+            "best_metric, temperature_step, temperature_max, duplicate_penalty_step, duplicate_penalty_max} (JSON "
+            "on the command line); actions warn, adjust, rollback, stop. Default: warn when a family's "
+            "duplicate_rate exceeds 0.9. See docs/training.md, Guards."
+        },
     )
     # --- rails: what the run must never change (flywheel.envs.rails) ---------------------------------
     rails: dict[str, Any] | str | None = field(
@@ -332,9 +343,7 @@ class FlywheelConfig(GRPOConfig):
             raise ValueError(f"advantage_estimator must be one of {ESTIMATORS}, not {self.advantage_estimator!r}")
         if self.template not in TEMPLATES:
             raise ValueError(f"template must be one of {TEMPLATES}, not {self.template!r}")
-        for name in ("diversity_alarm_duplicate_rate", "diversity_alarm_valid_rate"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], not {getattr(self, name)}")
+        self.guards_config()
         if self.warm_start_learning_rate <= 0:
             raise ValueError(f"warm_start_learning_rate must be above 0, not {self.warm_start_learning_rate}")
         for entry in self.seed_files:
@@ -372,6 +381,18 @@ class FlywheelConfig(GRPOConfig):
         if values is not None and not isinstance(values, dict):
             raise ValueError(f"rails must be a mapping of settings, not {self.rails!r}")
         return Rails.from_dict(values)
+
+    def guards_config(self) -> GuardsConfig:
+        """The run's guards (validated); raises ValueError on unknown or impossible settings."""
+        values = self.guards
+        if isinstance(values, str):
+            try:
+                values = json.loads(values)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"guards is not valid JSON: {error}") from None
+        if values is not None and not isinstance(values, dict):
+            raise ValueError(f"guards must be a mapping of settings, not {self.guards!r}")
+        return GuardsConfig.from_dict(values)
 
     def reward_config(self) -> RewardConfig:
         return RewardConfig(**{f.name: getattr(self, f.name) for f in fields(RewardConfig)})

@@ -12,6 +12,7 @@ and text panels are written directly with the same `SummaryWriter`, in one fixed
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections import Counter, defaultdict
@@ -24,8 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import yaml
-from flywheel.envs.buffer import AddResult
-from flywheel.envs.gate import DUPLICATE
+from flywheel.envs.buffer import AddResult, TaskBuffer
+from flywheel.envs.gate import DUPLICATE, STRUCTURE_QUOTA
+from flywheel.envs.parsing import FormatError, extract_answer
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.integrations import TensorBoardCallback
@@ -70,6 +72,10 @@ class StepRecord:
     advantages: list[float] = field(default_factory=list)
     completion_lengths: list[int] = field(default_factory=list)
     buffer_sizes: dict[str, int] = field(default_factory=dict)
+    diversity: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per family, the buffer's diversity after the step (`buffer_diversity`), as ``diversity/...`` scalars."""
+    repeated_structures: dict[str, int] = field(default_factory=dict)
+    """Per family, the step's admitted tasks whose structure an earlier buffer task has (near-duplicates)."""
     real_task_ids: dict[str, set[str]] = field(default_factory=dict)
     """Per family that has real tasks (`real_task_files`), the ids of the real tasks among its solver tasks."""
     timings: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -119,6 +125,10 @@ class StepRecord:
                 if valid or reasons[DUPLICATE]:
                     # Duplicates are the data gate's rejections: the share of otherwise valid proposals they make.
                     out[f"{prefix}/propose/duplicate_rate"] = reasons[DUPLICATE] / (len(valid) + reasons[DUPLICATE])
+                repeats = reasons[DUPLICATE] + reasons[STRUCTURE_QUOTA]
+                if valid or repeats:
+                    near = repeats + self.repeated_structures.get(name, 0)
+                    out[f"{prefix}/diversity/near_duplicate_rate"] = near / (len(valid) + repeats)
                 if valid:
                     out[f"{prefix}/propose/solve_rate_mean"] = fmean(p.solve_rate or 0.0 for p in valid)
                     out[f"{prefix}/propose/learnability_mean"] = fmean(p.reward for p in valid)
@@ -126,6 +136,7 @@ class StepRecord:
             answers = [a for a in self.answers if a.family == name]
             if answers:
                 key = f"{name}/solve"
+                out[f"{prefix}/diversity/answer_diversity"] = answer_diversity(answers)
                 out[f"{prefix}/solve/accuracy"] = fmean(float(a.verdict.correct) for a in answers)
                 out[f"{prefix}/solve/format_error_rate"] = fmean(
                     float(a.verdict.status == "format_error") for a in answers
@@ -140,6 +151,8 @@ class StepRecord:
                         out[f"{prefix}/solve/real_accuracy"] = fmean(float(a.verdict.correct) for a in real)
             if name in self.buffer_sizes:
                 out[f"{prefix}/buffer_size"] = float(self.buffer_sizes[name])
+            for stat, value in self.diversity.get(name, {}).items():
+                out[f"{prefix}/diversity/{stat}"] = value
         if self.proposals:
             out["selfplay/propose/valid_rate"] = fmean(float(p.task is not None) for p in self.proposals)
         if self.answers:
@@ -190,6 +203,35 @@ class StepRecord:
         return "\n".join(lines)
 
 
+def buffer_diversity(buffer: TaskBuffer, window: int) -> dict[str, float]:
+    """Structure diversity of a buffer's proposed tasks (seeds have no structure key and are left out), from
+    SQL counts: the share of distinct structures over the buffer and over its newest `window` such tasks, and the
+    entropy (bits) of the buffer's structure distribution. Empty while no proposed task is stored."""
+    counts = buffer.structure_counts()
+    total = sum(counts.values())
+    if not total:
+        return {}
+    recent = buffer.structure_counts(newest=window)
+    return {
+        "distinct_structures": len(counts) / total,
+        "recent_distinct_structures": len(recent) / sum(recent.values()),
+        "structure_entropy": -sum(n / total * math.log2(n / total) for n in counts.values()),
+    }
+
+
+def answer_diversity(answers: Sequence[Answer]) -> float:
+    """Mean over solver tasks of distinct normalised answers (the final answer with whitespace collapsed;
+    unreadable answers are one answer) per answer given to that task."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for answer in answers:
+        try:
+            normalised = " ".join(extract_answer(answer.text).split())
+        except FormatError:
+            normalised = ""
+        groups[answer.task.task_id].append(normalised)
+    return fmean(len(set(group)) / len(group) for group in groups.values())
+
+
 def fenced(text: str, info: str = "") -> str:
     """`text` as a Markdown code block that nothing in it can close (the fence is longer than any backtick run
     in it), so TensorBoard shows model text as inert text, never as markup, links or images."""
@@ -230,6 +272,15 @@ def scalar_layout(families: Sequence[str]) -> dict[str, dict[str, list[Any]]]:
             "no-signal baseline groups": chart(f"{p}/propose/no_signal", f"{p}/solve/no_signal"),
             "completion length": chart(f"{p}/propose/completion_len$", f"{p}/solve/completion_len$"),
             "held-out accuracy": chart(f"eval/[^/]+/{re.escape(name)}/accuracy$"),
+            "diversity: structures and near-duplicates": chart(
+                f"{p}/diversity/distinct_structures$",
+                f"{p}/diversity/recent_distinct_structures$",
+                f"{p}/diversity/near_duplicate_rate$",
+                f"{p}/propose/duplicate_rate$",
+            ),
+            "diversity: entropies and answers": chart(
+                f"{p}/diversity/structure_entropy$", f"{p}/diversity/answer_diversity$", "train/entropy$"
+            ),
         }
     layout["totals"] = {
         "valid rate and accuracy": chart("selfplay/propose/valid_rate$", "selfplay/solve/accuracy$"),

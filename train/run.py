@@ -155,15 +155,18 @@ def prepare_run_dir(config: FlywheelConfig, checkpoint: str | None) -> None:
     truncate_events(output_dir, resumed_step(checkpoint))
 
 
-def build_trainer(config: FlywheelConfig, checkpoint: str | None) -> Any:
-    """The trainer with its game: task store in the run dir (restored from `checkpoint`), families, policy."""
+def build_trainer(
+    config: FlywheelConfig, checkpoint: str | None, guards: Any = None, callbacks: Sequence[Any] = ()
+) -> Any:
+    """The trainer with its game: task store in the run dir (restored from `checkpoint`), families, policy;
+    `guards` (`flywheel.train.guards.Guards`) and extra `callbacks` attached."""
     from accelerate import PartialState
     from flywheel.agents import load_policy
     from flywheel.envs import make_family
     from flywheel.envs.buffer import TaskStore
     from flywheel.envs.resources import SharedVerifiers
     from flywheel.train.selfplay import STORE_FILE, SelfPlay
-    from flywheel.train.trainer import FlywheelTrainer, GracefulInterrupt, diversity_alarm
+    from flywheel.train.trainer import FlywheelTrainer, GracefulInterrupt
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -196,8 +199,6 @@ def build_trainer(config: FlywheelConfig, checkpoint: str | None) -> Any:
     else:
         game.seed_buffers(config.seed_files)
 
-    hooks = [diversity_alarm(config.diversity_alarm_duplicate_rate, config.diversity_alarm_valid_rate)]
-
     dtype = (config.model_init_kwargs or {}).get("dtype", "float32")
     model, tokenizer = load_policy(config.model_name_or_path, dtype=dtype, device="cpu" if config.use_cpu else None)
     if checkpoint is None and config.warm_start_steps > 0:
@@ -221,12 +222,12 @@ def build_trainer(config: FlywheelConfig, checkpoint: str | None) -> Any:
         config,
         game,
         tokenizer,
-        callbacks=[GracefulInterrupt()],
+        callbacks=[GracefulInterrupt(), *callbacks],
         peft_config=peft_config,
-        hooks=hooks,
         eval_sets=eval_sets,
         eval_families=eval_families,
         real_tasks=real_tasks,
+        guards=guards,
     )
     return trainer
 
@@ -320,9 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             lock.release()
 
 
-def _train(config: FlywheelConfig) -> int:
-    """Set up (under the run directory's lock) and train; the exit status."""
+def _train(config: FlywheelConfig, callbacks: Sequence[Any] = ()) -> int:
+    """Set up (under the run directory's lock) and train, again from a checkpoint after each guard rollback;
+    the exit status. `callbacks` are added to every session's trainer."""
     from flywheel.agents import configure_threads
+    from flywheel.train.guards import Guards
     from flywheel.train.trainer import GracefulInterrupt
 
     checkpoint = resolve_checkpoint(config)
@@ -333,15 +336,21 @@ def _train(config: FlywheelConfig) -> int:
             "Resume with the checkpoint's rails, or pass --override_rails to continue under the new ones (logged)"
         )
     configure_threads(config.torch_threads)
-    trainer = build_trainer(config, checkpoint)
-    interrupt = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulInterrupt))
-    try:
-        trainer.train(resume_from_checkpoint=checkpoint)
-        if not interrupt.requested:
-            trainer.save_model()
-            trainer.create_model_card()
-    finally:
-        trainer.game.close()
+    guards = Guards(config.guards_config(), config.seed)
+    while True:
+        trainer = build_trainer(config, checkpoint, guards, callbacks)
+        interrupt = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulInterrupt))
+        try:
+            trainer.train(resume_from_checkpoint=checkpoint)
+            if guards.rollback is None and not interrupt.requested:
+                trainer.save_model()
+                trainer.create_model_card()
+        finally:
+            trainer.game.close()
+        if guards.rollback is None or interrupt.requested:
+            break
+        checkpoint = str(guards.prepare_rollback(config.output_dir))
+        print(f"flywheel train: a guard rolled the run back to {checkpoint}", file=sys.stderr)
     if trainer.eval_history:
         from flywheel.train.evaluate import format_comparison
 

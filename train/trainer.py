@@ -48,7 +48,8 @@ from flywheel.envs.scoring import (
 )
 from flywheel.train.advantages import compute_advantages, no_signal_share
 from flywheel.train.config import FlywheelConfig
-from flywheel.train.metrics import SelfPlayProgress, SelfPlayTensorBoard, StepRecord
+from flywheel.train.guards import Guards
+from flywheel.train.metrics import SelfPlayProgress, SelfPlayTensorBoard, StepRecord, buffer_diversity
 from flywheel.train.model_card import model_card
 from flywheel.train.rundir import publish_checkpoint, rotate_checkpoints, staging_dir
 from flywheel.train.selfplay import SelfPlay
@@ -117,10 +118,12 @@ class FlywheelTrainer(GRPOTrainer):
         eval_sets: Mapping[str, Sequence[Task]] | None = None,
         eval_families: Mapping[str, TaskFamily] | None = None,
         real_tasks: Mapping[str, Sequence[Task]] | None = None,
+        guards: Guards | None = None,
     ) -> None:
         """`eval_sets` ({source: tasks}) are evaluated at step 0, every `eval_every` steps and at the end, with
         `eval_families` for families not played; `real_tasks` ({family: tasks}) supply `real_task_share` of
-        that family's solver tasks (docs/evaluation.md)."""
+        that family's solver tasks (docs/evaluation.md). `guards` check every step after its evaluation
+        (`flywheel.train.guards`)."""
         placeholders = Dataset.from_dict(
             {"prompt": ["<self-play step>"] * (args.generation_batch_size // args.num_generations)}
         )
@@ -153,6 +156,9 @@ class FlywheelTrainer(GRPOTrainer):
         self.add_callback(StepHooks(self))
         if self.eval_sets:
             self.add_callback(HeldOutEvaluation(self))
+        if guards is not None:
+            guards.attach(self)
+            self.add_callback(guards)
 
     # --- one self-play step: propose, validate, estimate, solve, update --------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
@@ -248,6 +254,9 @@ class FlywheelTrainer(GRPOTrainer):
         record.advantages = advantages.tolist()
         record.completion_lengths = [len(ids) for b in batches for ids in b.completion_ids]
         record.buffer_sizes = {name: len(buffer) for name, buffer in self.game.buffers.items()}
+        for name, buffer in self.game.buffers.items():
+            record.diversity[name] = buffer_diversity(buffer, self.args.diversity_window)
+            record.repeated_structures[name] = buffer.repeated_structures(self.game.step)
         self._log_step(record)
         return output
 
@@ -565,21 +574,3 @@ class GracefulInterrupt(TrainerCallback):
     ) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
-
-
-def diversity_alarm(duplicate_rate: float, valid_rate: float) -> StepHook:
-    """A step hook that warns when a family's proposals collapse (mostly duplicates, or rarely valid)."""
-    from transformers.utils import logging
-
-    logger = logging.get_logger("flywheel.train")
-
-    def hook(trainer: FlywheelTrainer, report: StepReport) -> None:
-        for name in trainer.game.families:
-            duplicates = report.metrics.get(f"selfplay/{name}/propose/duplicate_rate")
-            valid = report.metrics.get(f"selfplay/{name}/propose/valid_rate")
-            if duplicates is not None and duplicates > duplicate_rate:
-                logger.warning(f"diversity alarm at step {report.step}: {name} duplicate rate {duplicates:.2f}")
-            if valid is not None and valid < valid_rate:
-                logger.warning(f"diversity alarm at step {report.step}: {name} valid rate {valid:.2f}")
-
-    return hook
