@@ -182,8 +182,8 @@ def _math_operation(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt
 
 
 def _math_induction(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:
-    n = family.config.n_inputs
-    inputs = [("input", str(x)) for x in rng.sample(INDUCTION_POINTS, n)]
+    n = min(family.config.n_inputs, len(INDUCTION_POINTS))
+    inputs = [("input", x) for x in rng.sample(INDUCTION_POINTS, n)]
     blocks = [*inputs, ("message", rng.choice(HINTS)), ("expression", _functions(rng))]
     return format_answer(*blocks), Prompt(text="")
 
