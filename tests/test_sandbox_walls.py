@@ -1,7 +1,10 @@
 """The sandbox's walls, one test per class of attack (issue 12):
 
-* reflection: every route from data to frames, gc or raw memory is refused by the runtime guard, and what a
-  program reaches anyway (builtins, `os`) is bounded by the walls below;
+* reflection: every route from data to frames, gc or raw memory is refused by the runtime guard; routes
+  from data to attributes (format fields, `Formatter.get_field`, `operator.attrgetter`, typing's string
+  annotations) cannot name private attributes or reach modules outside the allowlist; what a program
+  reaches anyway (builtins, `os` through `dataclasses.sys` with the static check off) is bounded by the
+  walls below;
 * filesystem: no world-writable host directory can be written, and nothing a job writes outlives it;
 * memory: a job's process holds no other job's program, input or result;
 * parse bombs: oversized text is refused before the parent parses anything.
@@ -78,17 +81,72 @@ def test_reflection_routes_to_frames_are_refused(sandbox: Sandbox, route: str) -
         assert result.status == Status.OK, result
 
 
+# Each program takes a route from data to builtins or `os` that the static check cannot see (names
+# computed at run time), or, for "module attribute", one that only the static check refuses.
+DATA_ROUTES = {
+    "Formatter.get_field": "import string\ndef f():\n"
+    "    return string.Formatter().get_field('0.__buil' + 'tins__', [f], {})[0]['open']('/etc/passwd').read(30)",
+    "operator.attrgetter": "import operator\ndef f():\n"
+    "    return operator.attrgetter('__glo' + 'bals__')(f)['__builtins__'].open('/etc/passwd').read(30)",
+    "operator.methodcaller": "import operator\ndef f():\n"
+    "    return operator.methodcaller('__getattri' + 'bute__', '__globals__')(f)['__builtins__'].__name__",
+    "str.format": "def f():\n    return ('{0.' + '__globals__[__builtins__]}').format(f)",
+    "format_map": "def f():\n    return ('{x.' + '__globals__}').format_map({'x': f})",
+    "nested format spec": "N = 5\ndef f():\n    return ('{1:>{0.' + '__globals__[N]}}').format(f, 'x')",
+    "format field to a module": "import dataclasses\ndef f():\n"
+    "    return ('{0.insp' + 'ect.os.environ}').format(dataclasses)",
+    "typing string annotation": "import typing\nclass A:\n    x: ('op' + 'en')\ndef f():\n"
+    "    return typing.get_type_hints(A)['x']('/etc/passwd').read(30)",
+    "module attribute": "import dataclasses\ndef f():\n    return dataclasses.sys.modules['os'].getpid()",
+}
+STATIC_ONLY_ROUTES = {"module attribute"}
+
+
+@pytest.mark.parametrize("route", sorted(DATA_ROUTES))
+def test_data_routes_to_builtins_and_modules_are_refused(sandbox: Sandbox, route: str) -> None:
+    (result,) = sandbox.run(DATA_ROUTES[route], [""])
+    if sandbox.config.static_check and route in STATIC_ONLY_ROUTES:
+        assert result.status == Status.REJECTED and "outside the import allowlist" in result.error, result
+    elif sandbox.config.runtime_guard and route not in STATIC_ONLY_ROUTES:
+        assert result.status == Status.ERROR and "PermissionError: sandbox:" in result.error, result
+    else:  # the route is real: the walls below bound what it reaches
+        assert result.status == Status.OK, result
+
+
+PLAIN_REFLECTION = """
+import collections
+import operator
+from typing import List
+class Node:
+    def __init__(self, v):
+        self.v = v
+def f(a: List['Node'] = None):
+    n = Node(3)
+    return ('{0.v:>{1}} {x[1]}'.format(n, 4, x=[0, 'y']), '{n.v}'.format_map({'n': n}),
+            operator.attrgetter('v', 'v.real')(n), operator.attrgetter('v')(n),
+            operator.methodcaller('upper')('a'), repr(collections.ChainMap({'a': 1}).keys()))
+"""
+
+
+def test_data_routes_with_public_names_still_work(sandbox: Sandbox) -> None:
+    (result,) = sandbox.run(PLAIN_REFLECTION, [""])
+    assert (result.status, result.value) == (
+        Status.OK,
+        "('   3 y', '3', (3, 3), 3, 'A', \"KeysView(ChainMap({'a': 1}))\")",
+    ), result
+    if not sandbox.config.static_check:  # the program's own eval (HumanEval/160) of a plain expression
+        (evaluated,) = sandbox.run("def f(e):\n    return eval(e)", ["'3 + 4 * 2'"])
+        assert (evaluated.status, evaluated.value) == (Status.OK, "11"), evaluated
+
+
 # ---------------------------------------------------------------------------------------------- filesystem
 
-# Builtins and `os` through Formatter.get_field, which looks attributes up by a name made at run time:
-# the static check sees no dunder, no `open`, no `os`.
+# Builtins and `os` through a module attribute of an allowed module: only the static check refuses it.
 REACH = """
-import string
-def reach(obj, path):
-    return string.Formatter().get_field('0.' + path, [obj], {})[0]
+import dataclasses
 def host():
-    builtins = reach(f, '__glo' + 'bals__')['__buil' + 'tins__']
-    return reach(builtins, 'op' + 'en'), reach(builtins, '__imp' + 'ort__')('o' + 's')
+    modules = dataclasses.sys.modules
+    return modules['builtins'].open, modules['os']
 """
 
 
@@ -132,12 +190,15 @@ def f(dirs, name):
 
 
 def test_no_world_writable_host_dir_is_writable(sandbox: Sandbox) -> None:
-    """The issue's route to builtins, then a write attempt in every world-writable host directory."""
+    """A route to builtins and `os`, then a write attempt in every world-writable host directory."""
     dirs = _world_writable_dirs()
     assert "/tmp" in dirs and "/var/tmp" in dirs
     name = f"flywheel-probe-{uuid.uuid4().hex}"
     (result,) = sandbox.run(WRITE_EVERYWHERE, [f"{dirs!r}, {name!r}"])
-    assert (result.status, result.value) == (Status.OK, "[]"), result
+    if sandbox.config.static_check:
+        assert result.status == Status.REJECTED and "outside the import allowlist" in result.error, result
+    else:
+        assert (result.status, result.value) == (Status.OK, "[]"), result
     leftovers = [d for d in dirs if os.path.exists(f"{d}/{name}") or os.path.exists(f"{d}/{name}.d")]
     assert leftovers == []
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
+import importlib
 import re
+import types
 from collections.abc import Iterable, Iterator
 
 DENIED_NAMES = frozenset(
@@ -115,6 +118,34 @@ def _module_names(tree: ast.AST) -> set[str]:
     return names
 
 
+def _imported_modules(tree: ast.AST) -> set[str]:
+    """Modules named by the import statements of `tree`."""
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+    return modules
+
+
+@functools.cache
+def _foreign_module_attributes(module: str, allowed_imports: frozenset[str]) -> dict[str, str]:
+    """Attributes of `module` (imported here, once, only when its top level is allowed) that hold modules
+    outside `allowed_imports`, e.g. ``dataclasses.sys`` -> ``{"sys": "dataclasses.sys"}``."""
+    if module.partition(".")[0] not in allowed_imports:
+        return {}
+    try:
+        namespace = vars(importlib.import_module(module))
+    except Exception:  # an allowed module that does not import here holds nothing to refuse
+        return {}
+    return {
+        name: f"{module}.{name}"
+        for name, value in namespace.items()
+        if isinstance(value, types.ModuleType) and str(value.__name__).partition(".")[0] not in allowed_imports
+    }
+
+
 def _argument_trees(inputs: Iterable[str]) -> Iterator[tuple[int, ast.AST]]:
     """Each input's parse as the argument list of one call; inputs that do not parse are skipped (they
     run nothing: the child answers them with a `bad input` error)."""
@@ -123,10 +154,16 @@ def _argument_trees(inputs: Iterable[str]) -> Iterator[tuple[int, ast.AST]]:
             yield index, ast.parse(f"f({text}\n)", mode="eval")
 
 
-def check_program(source: str, allowed_imports: frozenset[str], inputs: Iterable[str] = ()) -> list[str]:
+def check_program(
+    source: str,
+    allowed_imports: frozenset[str],
+    inputs: Iterable[str] = (),
+    assume_imported: Iterable[str] = (),
+) -> list[str]:
     """Problems found in `source` and in the argument texts `inputs`, which run as code in the program's
-    globals (empty list = accepted). `allowed_imports` holds top-level module names.  Callers bound the
-    text sizes first (parsing is linear but not cheap)."""
+    globals (empty list = accepted). `allowed_imports` holds top-level module names; `assume_imported`
+    names modules the code may reach besides those it imports.  Callers bound the text sizes first
+    (parsing is linear but not cheap)."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
@@ -134,15 +171,24 @@ def check_program(source: str, allowed_imports: frozenset[str], inputs: Iterable
     problems: list[str] = []
     bound = _bound_names(tree) & REBINDABLE_NAMES
     modules = _module_names(tree)
+    foreign: dict[str, str] = {}
+    for module in sorted(_imported_modules(tree) | set(assume_imported)):
+        foreign |= _foreign_module_attributes(module, allowed_imports)
     trees = [("line", tree)] + [(f"input {index}, line", parsed) for index, parsed in _argument_trees(inputs)]
     for where, root in trees:
-        problems += _node_problems(root, where, bound, modules, allowed_imports)
+        problems += _node_problems(root, where, bound, modules, foreign, allowed_imports)
     return problems
 
 
 def _node_problems(
-    tree: ast.AST, where: str, bound: set[str], modules: set[str], allowed_imports: frozenset[str]
+    tree: ast.AST,
+    where: str,
+    bound: set[str],
+    modules: set[str],
+    foreign: dict[str, str],
+    allowed_imports: frozenset[str],
 ) -> list[str]:
+    """`foreign`: attribute names under which an imported module holds a module outside the allowlist."""
     problems: list[str] = []
     for node in ast.walk(tree):
         line = f"{where} {getattr(node, 'lineno', '?')}"
@@ -170,6 +216,11 @@ def _node_problems(
             and node.value.id in modules
         ):
             problems.append(f"{line}: private module attribute {node.value.id}.{node.attr} is not allowed")
+        elif isinstance(node, ast.Attribute | ast.alias) and (
+            (node.attr if isinstance(node, ast.Attribute) else node.name) in foreign
+        ):
+            name = node.attr if isinstance(node, ast.Attribute) else node.name
+            problems.append(f"{line}: {name!r} names a module outside the import allowlist ({foreign[name]})")
         elif isinstance(node, ast.alias) and (node.name in DENIED_NAMES | DENIED_ATTRS or node.name.startswith("_")):
             problems.append(f"{line}: importing name {node.name!r} is not allowed")
         elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _FORMAT_PRIVATE.search(node.value):

@@ -6,18 +6,23 @@ line ``[status, value, error, stdout]``; the executor attributes lines to inputs
 
 from __future__ import annotations
 
+import _string
 import ast
 import builtins
 import ctypes
 import errno
+import gc
 import io
+import itertools
 import json
+import operator
 import os
 import resource
 import string
 import sys
 import tempfile
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 
 try:  # imported here, before the executor unshares: its tmpfs on /tmp hides a checkout or venv under /tmp
@@ -25,12 +30,14 @@ try:  # imported here, before the executor unshares: its tmpfs on /tmp hides a c
 except ImportError:
     pyseccomp = None
 
+from flywheel.verifiers.static_check import check_program
 from flywheel.verifiers.values import UnsupportedValue, ValueTooLarge, canonical, literal_arguments
 
 RESULT_FD = 3
 SETUP_FAILED_EXIT = 70
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 _LIBC = ctypes.CDLL(None, use_errno=True)
+_TYPE_MODIFIED = ctypes.pythonapi.PyType_Modified  # looked up once, before any child exists
 MAX_ERROR_CHARS = 1000
 # Runtime guard (an audit hook installed just before the program runs).  Frames reach every variable of
 # every caller; tracing, gc and ctypes reach every object or byte of the process.
@@ -56,6 +63,14 @@ FRAME_CALLERS = frozenset(
 STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
 # Standard-library code that looks attributes up by a name taken from data (format fields).
 DATA_DRIVEN_GETATTR = frozenset({string.__file__})
+# Who may compile text unchecked: this module (the program and its inputs), the program itself, imports,
+# and library code that compiles text it builds from validated identifiers (namedtuple, dataclass methods)
+# or only parses it (ast).  Any other library code compiling text (typing's string annotations) compiles
+# data: that text must pass the static check.
+UNCHECKED_COMPILERS = frozenset(
+    {__file__, "<program>", "<input>", "<frozen importlib._bootstrap_external>"}
+    | {os.path.join(STDLIB_DIR, name) for name in ("collections/__init__.py", "dataclasses.py", "ast.py")}
+)
 _ARGUMENT_PACKER = ast.parse("lambda *args, **kwargs: (args, kwargs)", mode="eval").body
 # Denied outright (EPERM).  `socket` of every family: even AF_UNIX, whose abstract names would be a
 # channel between concurrent jobs (and, without a network namespace, to host services).
@@ -269,9 +284,108 @@ def _describe(exc: BaseException) -> str:
     return text[:MAX_ERROR_CHARS]
 
 
-def _install_guard() -> None:
+class _DataReflection:
+    """Checks on the routes that look attributes up by names taken from data (format fields,
+    `string.Formatter.get_field`, `operator.attrgetter`/`methodcaller`): no name starting with ``_``
+    (private or dunder: ``__globals__``, ``__builtins__``, ``_os``) but those of `NAMING_ATTRS`, and no
+    module outside `allowed`."""
+
+    # A type and names: what `type(x)` gives anyway; the standard library formats reprs with them
+    # (`'{0.__class__.__name__}({0._mapping!r})'` in `collections.abc`'s views, hence `_mapping` too).
+    NAMING_ATTRS = frozenset({"__class__", "__name__", "__qualname__", "_mapping"})
+
+    def __init__(self, allowed: frozenset[str]) -> None:
+        self.allowed = allowed
+
+    def reached(self, value: object) -> object:
+        if isinstance(value, types.ModuleType) and str(value.__name__).partition(".")[0] not in self.allowed:
+            raise PermissionError(f"sandbox: module {value.__name__!r} is outside the import allowlist")
+        return value
+
+    @staticmethod
+    def check_name(name: str) -> None:
+        if name.startswith("_") and name not in _DataReflection.NAMING_ATTRS:
+            raise PermissionError(f"sandbox: attribute {name!r} named by data is not allowed")
+
+    def walk(self, obj: object, path: list[tuple[bool, object]]) -> object:
+        """`obj` followed along `path` ((is_attribute, key) pairs, as `_string.formatter_field_name_split`
+        gives them), each name and each object reached checked."""
+        for is_attribute, key in path:
+            if is_attribute:
+                self.check_name(key)  # type: ignore[arg-type]
+        for is_attribute, key in path:
+            obj = self.reached(getattr(obj, key) if is_attribute else obj[key])  # type: ignore[index]
+        return obj
+
+    def check_format(self, text: str, args: tuple, kwargs: object, numbers: itertools.count | None = None) -> None:
+        """Walk every field of format string `text` (nested fields in format specs included) before the
+        real `str.format` does; malformed text and failed lookups are left to it to report."""
+        numbers = numbers if numbers is not None else itertools.count()
+        try:
+            fields = [(name, spec) for _, name, spec, _ in _string.formatter_parser(text) if name is not None]
+        except ValueError:
+            return
+        for name, spec in fields:
+            first, rest = _string.formatter_field_name_split(name)
+            path = list(rest)
+            first = next(numbers) if first == "" else first
+            if path:
+                try:
+                    obj = args[first] if isinstance(first, int) else kwargs[first]  # type: ignore[index]
+                    self.walk(obj, path)
+                except PermissionError:
+                    raise
+                except Exception:
+                    pass
+            if spec and "{" in spec:
+                self.check_format(spec, args, kwargs, numbers)
+
+    def install(self) -> None:
+        """Put the checks in front of the data-driven attribute routes of this process."""
+        original_format, original_format_map = str.format, str.format_map
+        original_attrgetter, original_methodcaller = operator.attrgetter, operator.methodcaller
+
+        def format(text: str, /, *args: object, **kwargs: object) -> str:
+            if isinstance(text, str):
+                self.check_format(text, args, kwargs)
+            return original_format(text, *args, **kwargs)
+
+        def format_map(text: str, mapping: object, /) -> str:
+            if isinstance(text, str):
+                self.check_format(text, (), mapping)
+            return original_format_map(text, mapping)
+
+        def get_field(formatter: string.Formatter, field_name: str, args: tuple, kwargs: dict) -> tuple:
+            first, rest = _string.formatter_field_name_split(field_name)
+            return self.walk(formatter.get_value(first, args, kwargs), list(rest)), first
+
+        def attrgetter(attr: str, /, *attrs: str) -> Callable[[object], object]:
+            original_attrgetter(attr, *attrs)  # its own argument errors
+            paths = [[(True, part) for part in name.split(".")] for name in (attr, *attrs)]
+            for path in paths:
+                for _, part in path:
+                    self.check_name(part)
+            if not attrs:
+                return lambda obj: self.walk(obj, paths[0])
+            return lambda obj: tuple(self.walk(obj, path) for path in paths)
+
+        def methodcaller(name: str, /, *args: object, **kwargs: object) -> Callable[[object], object]:
+            call = original_methodcaller(name, *args, **kwargs)
+            self.check_name(name)
+            return lambda obj: self.reached(call(obj))
+
+        str_dict = gc.get_referents(str.__dict__)[0]
+        str_dict["format"], str_dict["format_map"] = format, format_map
+        _TYPE_MODIFIED(ctypes.py_object(str))
+        string.Formatter.get_field = get_field  # type: ignore[method-assign]
+        operator.attrgetter, operator.methodcaller = attrgetter, methodcaller  # type: ignore[assignment,misc]
+
+
+def _install_guard(allowed: frozenset[str]) -> None:
     """Refuse, for the rest of the process's life, the introspection that reaches frames, code objects and
-    raw memory, whatever route (attribute, format field, library helper) the program takes to it."""
+    raw memory, whatever route (attribute, format field, library helper) the program takes to it; check the
+    routes from data to attributes (`_DataReflection`) and text that library code compiles."""
+    _DataReflection(allowed).install()
     getframe = sys._getframe
     busy = [False]
 
@@ -294,6 +408,18 @@ def _install_guard() -> None:
             where = caller()
             if not where.startswith(STDLIB_DIR) or "site-packages" in where or where in DATA_DRIVEN_GETATTR:
                 raise PermissionError(f"sandbox: {args[1]} is not allowed")
+        elif event == "compile" and isinstance(args[0], str | bytes) and caller() not in UNCHECKED_COMPILERS:
+            check_compiled(args[0])
+
+    def check_compiled(source: str | bytes) -> None:
+        busy[0] = True
+        try:
+            text = source.decode("utf-8", "replace") if isinstance(source, bytes) else source
+            problems = check_program(text, allowed, assume_imported=allowed)
+        finally:
+            busy[0] = False
+        if problems:
+            raise PermissionError(f"sandbox: library code compiling text from data: {problems[0]}")
 
     sys.addaudithook(hook)
 
@@ -378,7 +504,7 @@ def run_child(job_fd: int, result_fd: int, workdir: str, uid: int | None, run: d
     sys.stdout = sys.stderr = out
     del job
     if run["runtime_guard"]:
-        _install_guard()
+        _install_guard(run["allowed_imports"])
     try:
         exec(compile(program, "<program>", "exec"), module.__dict__)
     except MemoryError:

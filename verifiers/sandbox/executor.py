@@ -238,6 +238,7 @@ class Executor:
             "devnull": devnull,
             "seccomp": seccomp,
             "runtime_guard": bool(config.get("runtime_guard", True)),
+            "allowed_imports": frozenset(config["allowed_imports"]),
         }
         self.zygote: _Zygote | None = None
         self.sel = selectors.DefaultSelector()
