@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN_ARGS, interrupt_training
 from flywheel.envs.buffer import TaskStore
 from flywheel.train.run import main
 from flywheel.train.rundir import (
@@ -35,17 +36,11 @@ from tensorboard.backend.event_processing.event_file_loader import RawEventFileL
 from tensorboard.compat.proto.event_pb2 import Event
 from torch.utils.tensorboard import SummaryWriter
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--config", str(REPO / "recipes" / "laptop.yaml"),
+    *TINY_RUN_ARGS,
     "--families", "code_deduction",
-    "--proposer_batch_size", "1",
     "--solver_batch_size", "1",
-    "--num_generations", "2",
-    "--k_references", "1",
-    "--n_solver_samples", "2",
     "--max_proposer_completion_length", "16",
-    "--max_solver_completion_length", "8",
     "--warm_start_steps", "0",
     "--heldout_per_family", "2",
     "--text_log_every", "1",
@@ -325,35 +320,12 @@ def test_a_start_without_a_checkpoint_is_set_aside_not_blocking(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_ctrl_c_during_the_warm_start_exits_cleanly_and_the_directory_restarts(tmp_path: Path) -> None:
-    import threading
-    import time
-
     from flywheel.train.run import parse_config, prepare_run_dir, resolve_checkpoint
 
     run = tmp_path / "run"
     argv = [*TINY, "--warm_start_steps", "500", "--warm_start_examples", "8", "--output_dir", str(run)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "flywheel.train.cli", "train", *argv],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        env=os.environ.copy(),
-    )
-    stderr = bytearray()
-
-    def read_stderr() -> None:
-        for chunk in iter(lambda: process.stderr.read1(4096), b""):
-            stderr.extend(chunk)
-
-    reader = threading.Thread(target=read_stderr)
-    reader.start()
-    deadline = time.monotonic() + 180
-    while not re.search(rb"\| [1-9]\d*/500 ", stderr) and process.poll() is None:  # the warm start's bar
-        assert time.monotonic() < deadline, stderr.decode(errors="replace")[-2000:]
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130, stderr.decode(errors="replace")[-2000:]
-    reader.join()
-    text = stderr.decode(errors="replace")
+    status, text = interrupt_training(argv, rb"\| [1-9]\d*/500 ")  # the warm start's bar has moved
+    assert status == 130, text[-2000:]
     assert "Traceback" not in text and "no checkpoint was written" in text, text[-2000:]
 
     config = parse_config(argv)

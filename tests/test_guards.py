@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import TINY_RUN_ARGS
 from flywheel.train.guards import GuardsConfig
 from flywheel.train.run import _train, main, parse_config
 from flywheel.train.selfplay import STATE_FILE, STORE_FILE
@@ -19,7 +20,6 @@ from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from transformers import TrainerCallback
 
-REPO = Path(__file__).resolve().parents[1]
 COLLAPSE_STEP = 4
 ENTROPY_GUARD = {
     # Fires one step after the collapse (the mean of two values), passing over the checkpoint saved in between.
@@ -28,15 +28,10 @@ ENTROPY_GUARD = {
     "max_rollbacks": 1,
 }
 TINY = [
-    "--config", str(REPO / "recipes" / "laptop.yaml"),
+    *TINY_RUN_ARGS,
     "--families", "code_deduction",
-    "--proposer_batch_size", "1",
     "--solver_batch_size", "1",
-    "--num_generations", "2",
-    "--k_references", "1",
-    "--n_solver_samples", "2",
     "--max_proposer_completion_length", "8",
-    "--max_solver_completion_length", "8",
     "--warm_start_steps", "0",
     "--heldout_per_family", "0",
     "--save_steps", "1",

@@ -10,20 +10,16 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN_ARGS, interrupt_training
 from flywheel.train.run import main
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = [
-    "--config", str(REPO / "recipes" / "laptop.yaml"),
+    *TINY_RUN_ARGS,
     "--families", "code_deduction", "math_deduction",
-    "--proposer_batch_size", "1",
     "--solver_batch_size", "1",
-    "--num_generations", "2",
-    "--k_references", "1",
-    "--n_solver_samples", "2",
     "--max_proposer_completion_length", "16",
-    "--max_solver_completion_length", "8",
     "--save_steps", "3",
     "--text_log_every", "2",
     "--warm_start_steps", "2",
@@ -115,33 +111,11 @@ def test_bad_recipes_fail_with_a_message(tmp_path: Path, capsys: pytest.CaptureF
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes(tmp_path: Path) -> None:
     """SIGINT to a real `flywheel train` process after its first step: it finishes the step, saves, exits 130,
     and `--resume` continues from the saved step."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import threading
-    import time
-
     run = tmp_path / "run"
     argv = [*SMALL, "--warm_start_steps", "0", "--max_steps", "500", "--save_steps", "500", "--output_dir", str(run)]
-    command = [sys.executable, "-m", "flywheel.train.cli", "train", *argv]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=os.environ.copy())
-    stderr = bytearray()
-
-    def read_stderr() -> None:
-        for chunk in iter(lambda: process.stderr.read1(4096), b""):
-            stderr.extend(chunk)
-
-    reader = threading.Thread(target=read_stderr)
-    reader.start()
-    deadline = time.monotonic() + 180
-    while not re.search(rb"self-play:.*\| [1-9]\d*/500", stderr) and process.poll() is None:
-        assert time.monotonic() < deadline, stderr.decode(errors="replace")[-2000:]
-        time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130, stderr.decode(errors="replace")[-2000:]
-    reader.join()
-    assert b"checkpoint saved" in stderr
+    status, stderr = interrupt_training(argv, rb"self-play:.*\| [1-9]\d*/500")
+    assert status == 130, stderr[-2000:]
+    assert "checkpoint saved" in stderr
     saved = sorted(int(path.name.split("-")[1]) for path in run.glob("checkpoint-*"))
     assert saved and saved[-1] >= 1
     step = saved[-1]

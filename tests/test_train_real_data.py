@@ -9,26 +9,21 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import TINY_RUN_ARGS
 from flywheel.train.evaluate import main as eval_main
 from flywheel.train.run import main
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_train_e2e import documented_tags
 
-REPO = Path(__file__).resolve().parents[1]
 CODE_ROWS = [
     {"code": "def f(x):\n    return x * 3", "input": "4", "output": "12"},
     {"code": "def f(s):\n    return s.upper()", "input": "'ab'", "output": "'AB'"},
 ]
 TINY_RUN = [
-    "--config", str(REPO / "recipes" / "laptop.yaml"),
+    *TINY_RUN_ARGS,
     "--families", "code_deduction", "math_deduction",
-    "--proposer_batch_size", "1",
     "--solver_batch_size", "2",
-    "--num_generations", "2",
-    "--k_references", "1",
-    "--n_solver_samples", "2",
     "--max_proposer_completion_length", "8",
-    "--max_solver_completion_length", "8",
     "--save_steps", "3",
     "--warm_start_steps", "1",
     "--warm_start_examples", "4",
