@@ -31,8 +31,9 @@ from typing import Any
 
 from flywheel.envs.base import Prompt, Task, TaskFamily
 from flywheel.envs.code_tasks import CodeAbduction, CodeDeduction, CodeInduction
-from flywheel.envs.math_tasks import MathAbduction, MathDeduction, MathInduction
+from flywheel.envs.math_tasks import MathAbduction, MathDeduction, MathInduction, operation_proposal_blocks
 from flywheel.envs.parsing import format_answer
+from flywheel.envs.synthetic import InputMaker
 
 SOURCE = "heldout"
 """The source name held-out results are reported under (``eval/heldout/...``)."""
@@ -41,7 +42,6 @@ MAX_ATTEMPTS_PER_TASK = 8
 CANDIDATE_BATCH = 16
 """Candidates validated per ``family.propose`` call."""
 
-InputMaker = Callable[[random.Random], str]
 MathMaker = Callable[[random.Random], tuple[str, dict[str, str]]]
 
 
@@ -175,10 +175,8 @@ def _code_induction(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt
 def _math_operation(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:
     operation = rng.choice(family.config.operations)
     expression, params = MATH_TEMPLATES[operation](rng)
-    blocks = [("operation", operation), ("expression", expression)]
-    if params:
-        blocks.append(("params", "\n".join(f"{key}: {value}" for key, value in sorted(params.items()))))
-    return format_answer(*blocks), Prompt(text="")
+    payload = {"operation": operation, "expression": expression, "params": params}
+    return format_answer(*operation_proposal_blocks(payload)), Prompt(text="")
 
 
 def _math_induction(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:

@@ -444,7 +444,8 @@ def _params_text(params: Mapping[str, str]) -> str:
     return "\n".join(f"{key}: {value}" for key, value in sorted(params.items()))
 
 
-def _proposal_blocks(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
+def operation_proposal_blocks(payload: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The answer blocks of a deduction/abduction proposal (operation, expression, params when any)."""
     blocks = [("operation", payload["operation"]), ("expression", payload["expression"])]
     if payload["params"]:
         blocks.append(("params", _params_text(payload["params"])))
@@ -463,11 +464,13 @@ class _OperationFamily(MathFamily):
     def example_proposals(self) -> list[tuple[Prompt, str]]:
         prompt = self.proposer_prompt(self.seed_tasks(), random.Random(0))
         examples = [example for example in EXAMPLE_PROPOSALS if example["operation"] in self.config.operations]
-        return [(prompt, format_answer(*_proposal_blocks(example))) for example in examples]
+        return [(prompt, format_answer(*operation_proposal_blocks(example))) for example in examples]
 
     def proposer_prompt(self, references: Sequence[Task], rng: random.Random) -> Prompt:
         shown = "\n\n".join(
-            format_blocks(*_proposal_blocks(task.payload)) for task in references if "operation" in task.payload
+            format_blocks(*operation_proposal_blocks(task.payload))
+            for task in references
+            if "operation" in task.payload
         )
         operations = "\n".join(
             f"- `{name}`" + (f": params {OPERATION_INFO[name].params_help}" if OPERATION_INFO[name].params_help else "")
@@ -507,7 +510,9 @@ class _OperationFamily(MathFamily):
 
     def warmup_proposal(self, prompt: Prompt, rng: random.Random) -> str:
         operation, expression, params = math_problem(rng, self.config.operations)
-        return format_answer(*_proposal_blocks({"operation": operation, "expression": expression, "params": params}))
+        return format_answer(
+            *operation_proposal_blocks({"operation": operation, "expression": expression, "params": params})
+        )
 
     def _precheck(self, proposal: Mapping[str, Any]) -> Rejection | None:
         operation, expression, params = proposal.get("operation"), proposal.get("expression"), proposal.get("params")
