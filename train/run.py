@@ -329,10 +329,10 @@ def _train(config: FlywheelConfig, callbacks: Sequence[Any] = ()) -> int:
     from flywheel.train.trainer import GracefulInterrupt
 
     checkpoint = resolve_checkpoint(config)
-    if checkpoint is not None and resume_rails_changes(config, checkpoint) and not config.override_rails:
-        changes = "; ".join(resume_rails_changes(config, checkpoint))
+    changes = resume_rails_changes(config, checkpoint) if checkpoint is not None else []
+    if changes and not config.override_rails:
         raise RecipeError(
-            f"the recipe's rails differ from those of {checkpoint} ({changes}); a run keeps its rails. "
+            f"the recipe's rails differ from those of {checkpoint} ({'; '.join(changes)}); a run keeps its rails. "
             "Resume with the checkpoint's rails, or pass --override_rails to continue under the new ones (logged)"
         )
     configure_threads(config.torch_threads)
