@@ -25,6 +25,7 @@ from flywheel.envs.registry import make_family
 from flywheel.envs.resources import SharedVerifiers
 from flywheel.envs.rewards import RewardConfig
 from flywheel.envs.scoring import Proposal, add_valid, score_answers, score_proposals, validate_proposals
+from flywheel.envs.task_files import read_task_file
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 
@@ -48,9 +49,9 @@ def text_space() -> spaces.Text:
     return space
 
 
-def _load_task_file(path: str | Path, family: str) -> list[Task]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    tasks = [Task.from_json(line) for line in lines if line.strip()]
+def _load_task_file(path: str | Path, family: str, verifiers: SharedVerifiers) -> list[Task]:
+    """`family`'s tasks from a task file in any format `flywheel.envs.task_files` reads."""
+    tasks = read_task_file(path, verifiers=verifiers)
     if not tasks:
         raise ValueError(f"task file {path} holds no tasks")
     strangers = {task.family for task in tasks} - {family}
@@ -96,7 +97,7 @@ class _SingleStepEnv(gymnasium.Env[str, str]):
         self.tasks: list[Task] | None = None
         self.buffer: TaskBuffer | None = buffer
         if task_file is not None:
-            self.tasks = _load_task_file(task_file, self.family.name)
+            self.tasks = _load_task_file(task_file, self.family.name, self.verifiers)
         elif buffer is None:
             self._store = TaskStore(":memory:")
             self.buffer = self._store.buffer(self.family.name, buffer_capacity)

@@ -5,6 +5,7 @@ New families (math, plug-ins imported by `flywheel.envs`) are picked up automati
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import flywheel.envs
@@ -217,6 +218,19 @@ def test_solve_env_reads_a_task_file(tmp_path, verifiers):
     env.close()
     with pytest.raises(ValueError, match="other families"):
         SolveEnv("code_deduction", task_file=path, verifiers=verifiers)
+
+
+def test_solve_env_reads_benchmark_rows_with_the_eval_reader(tmp_path, verifiers):
+    path = tmp_path / "cruxeval.jsonl"
+    path.write_text(json.dumps({"code": "def f(x):\n    return x * 3", "input": "4", "output": "12"}) + "\n{oops\n")
+    with pytest.raises(ValueError, match="line 2"):
+        SolveEnv("code_deduction", task_file=path, verifiers=verifiers)
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    env = SolveEnv("code_deduction", task_file=path, verifiers=verifiers)
+    env.reset(seed=0)
+    assert env.task.payload["output"] == "12"
+    assert env.step(env.family.reference_answer(env.task))[1] == 1.0
+    env.close()
 
 
 def test_env_closes_only_verifiers_it_created(verifiers):
