@@ -14,8 +14,9 @@ Held-out accuracy is `flywheel.train.evaluate.evaluate` (greedy, the run's own s
 `flywheel.envs.heldout.heldout_tasks` with the recipe's `heldout_per_family` (or `--per_family`) and the run's
 seed, exactly the set `flywheel train` reports as ``eval/heldout``; `--heldout_seed` draws another set (a
 validation draw, for tuning, so that the reported set is never tuned on). Printed: per seed the three
-accuracies (overall and per family), the minutes of each phase and the late-run learnability per family;
-then per arm the mean and sample standard deviation over seeds, and the machine's load average.
+accuracies (overall and per family), the minutes of each phase and the late-run learnability per family
+(`run_health.late_figures` over the second half of the steps); then per arm the mean and sample standard
+deviation over seeds, and the machine's load average.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import fmean, stdev
 from typing import Any
+
+from run_health import late_figures  # beside this file in benchmarks/
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ARMS = ("warm_start", "self_play", "more_warm_start")
@@ -49,18 +52,6 @@ def heldout_accuracy(trainer: Any, tasks: list, config: Any) -> dict[str, float]
     )
     summary = report.summary["per_source"]["heldout"]
     return {"all": summary["accuracy"], **{name: e["accuracy"] for name, e in summary["per_family"].items()}}
-
-
-def late_learnability(history: list[dict[str, float]], families: list[str]) -> dict[str, float]:
-    """Per family, the mean proposer learnability over the second half of the self-play steps (0 when no
-    valid proposal was made then)."""
-    out = {}
-    for name in families:
-        rows = [row for row in history if "selfplay/step" in row]
-        late = rows[len(rows) // 2 :]
-        values = [row.get(f"selfplay/{name}/propose/learnability_mean", 0.0) for row in late]
-        out[name] = fmean(values) if values else 0.0
-    return out
 
 
 def one_seed(seed: int, per_family: int | None, heldout_seed: int | None, overrides: list[str]) -> dict[str, Any]:
@@ -95,7 +86,8 @@ def one_seed(seed: int, per_family: int | None, heldout_seed: int | None, overri
     self_play_seconds = time.monotonic() - start
     result["self_play"] = heldout_accuracy(trainer, tasks, config)
     result["self_play_minutes"] = self_play_seconds / 60
-    result["late_learnability"] = late_learnability(trainer.state.log_history, list(families))
+    late = late_figures(Path(work), share=0.5)
+    result["late_learnability"] = {name: late.get(name, {}).get("learnability", 0.0) for name in families}
 
     trainer.model.load_state_dict(warm_weights)
     start = time.monotonic()

@@ -32,15 +32,15 @@ from flywheel.train.ledger import open_store, read_rows
 MAX_DUPLICATE_RATE = 0.3
 
 
-def last_quarter(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Per family, the last-quarter figures of one run, read from its ledger."""
+def late_figures(run_dir: Path, share: float = 0.25) -> dict[str, dict[str, Any]]:
+    """Per family, the figures of the last `share` of one run's self-play steps, read from its ledger."""
     db = open_store(run_dir)
     try:
         rows = list(read_rows(db, with_text=False))
     finally:
         db.close()
     last_step = max((row.step for row in rows if row.role == "propose"), default=0)
-    start = last_step - last_step // 4 + 1
+    start = last_step - int(last_step * share) + 1
     proposals: dict[str, list[Any]] = defaultdict(list)
     guards = sum(1 for row in rows if row.role == "guard")
     for row in rows:
@@ -91,7 +91,7 @@ def main() -> int:
     collapsed = 0
     print(f"\n{'run':<28} {'family':<16} {'steps':<9} {'valid':>6} {'dup':>6} {'learn':>6} {'guards':>6}")
     for run_dir in runs:
-        for family, row in last_quarter(run_dir).items():
+        for family, row in late_figures(run_dir).items():
             bad = row["duplicate_rate"] >= MAX_DUPLICATE_RATE or row["learnability"] <= 0
             collapsed += bad
             print(

@@ -126,6 +126,11 @@ def validate_proposals(
     ]
 
 
+def estimate_prompts(families: Mapping[str, TaskFamily], proposals: Sequence[Proposal]) -> list[Prompt]:
+    """The solver prompts `score_proposals` passes its `Sampler`: one per valid proposal, in proposal order."""
+    return [families[p.family].solver_prompt(p.task) for p in proposals if p.task is not None]
+
+
 def score_proposals(
     families: Mapping[str, TaskFamily],
     proposals: Sequence[Proposal],
@@ -147,7 +152,7 @@ def score_proposals(
     valid = [proposal for proposal in proposals if proposal.task is not None]
     attempts: list[Answer] = []
     if sample is not None and valid:
-        prompts = [families[p.family].solver_prompt(p.task) for p in valid]  # type: ignore[arg-type]
+        prompts = estimate_prompts(families, proposals)
         texts = list(sample(prompts, n))
         if len(texts) != n * len(prompts):
             raise ValueError(f"the sampler gave {len(texts)} outputs for {len(prompts)} prompts x {n}")

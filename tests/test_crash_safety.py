@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_RUN_ARGS, interrupt_training
 from flywheel.envs.buffer import TaskStore
+from flywheel.train.guards import ranked_checkpoint
 from flywheel.train.run import main
 from flywheel.train.rundir import (
     RunDirectoryBusy,
@@ -180,6 +181,19 @@ def fake_checkpoint(run: Path, step: int, store_rows: int | None) -> Path:
     return checkpoint
 
 
+def test_rotation_keeps_the_checkpoint_a_rollback_to_the_best_would_choose(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    for step in (1, 2, 3, 4):
+        fake_checkpoint(run, step, store_rows=1)
+    history = [{"step": step, "metrics": {"eval/heldout/accuracy": score}} for step, score in [(2, 0.5), (4, 0.1)]]
+    best = ranked_checkpoint(run, history, "eval/heldout/accuracy")
+    assert best == run / "checkpoint-2"
+    assert ranked_checkpoint(run, history, "eval/heldout/accuracy", before_step=2) == run / "checkpoint-1"
+    assert ranked_checkpoint(run, history, None) == run / "checkpoint-4", "without a metric: the newest"
+    rotate_checkpoints(run, 1, keep={run / "checkpoint-4", best})
+    assert sorted(path.name for path in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
 def test_resume_skips_incomplete_checkpoints_and_never_touches_the_live_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -244,11 +258,11 @@ def test_rotation_keeps_the_newest_complete_checkpoints(tmp_path: Path) -> None:
     staged = fake_checkpoint(run / ".staging", 4, store_rows=1)
     new = publish_checkpoint(staged, run)
     assert new == run / "checkpoint-4" and not staged.exists()
-    rotate_checkpoints(run, 2, keep=new)
+    rotate_checkpoints(run, 2, keep={new})
     assert sorted(path.name for path in run.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-4", "checkpoint-9"]
     # Re-saving a step that exists (a resume from an older checkpoint) replaces it as a whole.
     again = fake_checkpoint(run / ".staging", 3, store_rows=2)
-    rotate_checkpoints(run, 1, keep=publish_checkpoint(again, run))
+    rotate_checkpoints(run, 1, keep={publish_checkpoint(again, run)})
     assert latest_checkpoint(run) == run / "checkpoint-3"
     assert sorted(path.name for path in run.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-9"]
     with TaskStore(run / "checkpoint-3" / STORE_FILE, create=False) as store:

@@ -8,6 +8,7 @@ at least MARGIN below the untrained model's. See the constants for the measured 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -105,3 +106,61 @@ def test_a_time_budget_stops_training_after_the_step_that_reaches_it(verifiers: 
     options = {"batch_size": 2, "learning_rate": 1e-3, "seed": 0}
     assert len(train_format(model, tokenizer, examples, steps=3, seconds=0.0, **options)) == 1
     assert len(train_format(model, tokenizer, examples, steps=3, seconds=3600.0, **options)) == 3
+
+
+def test_the_kl_reference_is_the_warm_started_model_also_after_a_resume(tmp_path) -> None:
+    """With `beta` > 0, TRL's reference model must be the warm-started policy, not the model the run loaded
+    (here the randomly initialised tiny model), in the first session and in a resumed one."""
+    import torch
+    from conftest import TINY_RUN_ARGS
+    from flywheel.train.run import WARM_START_DIR, build_trainer, parse_config
+
+    run = tmp_path / "run"
+    argv = [
+        *TINY_RUN_ARGS,
+        "--families", "code_deduction",
+        "--solver_batch_size", "1",
+        "--max_proposer_completion_length", "8",
+        "--warm_start_steps", "2",
+        "--warm_start_examples", "4",
+        "--warm_start_batch_size", "2",
+        "--heldout_per_family", "0",
+        "--beta", "0.04",
+        "--output_dir", str(run),
+    ]  # fmt: skip
+    initial, _ = load_policy("flywheel/tiny")
+
+    def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+    config = parse_config([*argv, "--max_steps", "1", "--save_steps", "1"])
+    trainer = build_trainer(config, None)
+    try:
+        warm, _ = load_policy(str(run / WARM_START_DIR))
+        assert trainer.ref_model is not None
+        assert same_weights(trainer.ref_model, warm), "the reference is the warm-started model"
+        assert not same_weights(trainer.ref_model, initial), "the warm start changed the weights"
+        trainer.train()
+    finally:
+        trainer.game.close()
+    resumed = build_trainer(parse_config([*argv, "--max_steps", "2", "--resume"]), str(run / "checkpoint-1"))
+    try:
+        assert not same_weights(resumed.model, warm), "the resumed policy has the checkpoint's weights"
+        assert same_weights(resumed.ref_model, warm), "a resumed run keeps the warm-started reference"
+    finally:
+        resumed.game.close()
+
+
+def test_a_recipe_with_the_old_warm_up_name_is_warned_about(tmp_path) -> None:
+    """Before the warm start had its own fields, `warmup_steps` named it; now it is transformers' LR warm-up."""
+    from flywheel.train.run import parse_config
+
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("families: [code_deduction]\nwarmup_steps: 200\n")
+    with pytest.warns(UserWarning, match="the supervised warm start is warm_start_steps"):
+        config = parse_config(["--config", str(recipe)])
+    assert config.warmup_steps == 200 and config.warm_start_steps == 0
+    recipe.write_text("families: [code_deduction]\nwarmup_steps: 200\nwarm_start_steps: 10\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert parse_config(["--config", str(recipe)]).warm_start_steps == 10, "both named: the user means both"

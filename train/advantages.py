@@ -17,8 +17,9 @@ every reward in a group is equal, in which case the advantage is exactly 0 (no l
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
-from typing import Literal
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 
@@ -77,6 +78,57 @@ def compute_advantages(
     if estimator == "trr++":
         return trr_advantages(rewards, task_keys)
     raise ValueError(f"advantage_estimator must be one of {ESTIMATORS}, not {estimator!r}")
+
+
+Gather = Callable[[list[Any]], list[Any]]
+"""Every process's list in process order, on every process (`accelerate.utils.gather_object`; for one process,
+the list itself)."""
+
+
+@dataclass
+class GlobalAdvantages:
+    """Advantages over the rollouts of all processes, in process order, and where this process's rows are."""
+
+    rewards: list[float]
+    groups: list[Hashable]
+    """Each rollout's prompt group, told apart by process: ``(process index, group)``."""
+    keys: list[str]
+    advantages: torch.Tensor
+    rows: slice
+    """This process's rows of the global batch."""
+
+    def local(self) -> torch.Tensor:
+        """This process's advantages."""
+        return self.advantages[self.rows]
+
+
+def global_advantages(
+    estimator: Estimator,
+    rewards: Sequence[float],
+    group_ids: Sequence[Hashable],
+    task_keys: Sequence[Hashable],
+    *,
+    scale: Literal["group", "batch", "none"] = "group",
+    process_index: int = 0,
+    gather: Gather = lambda rows: rows,
+) -> GlobalAdvantages:
+    """`compute_advantages` over the global batch: this process's rollouts (`rewards`, its prompt `group_ids`,
+    `task_keys`) gathered with every other process's, so group and key statistics cover all processes' rollouts.
+    Every process calls it (it is a collective operation when `gather` is)."""
+    local = [
+        (float(reward), (process_index, group), key)
+        for reward, group, key in zip(rewards, group_ids, task_keys, strict=True)
+    ]
+    per_process = gather([local])
+    start = sum(len(rows) for rows in per_process[:process_index])
+    everything = [row for rows in per_process for row in rows]
+    groups = [row[1] for row in everything]
+    keys = [row[2] for row in everything]
+    all_rewards = [row[0] for row in everything]
+    advantages = compute_advantages(
+        estimator, torch.tensor(all_rewards, dtype=torch.float32), groups, keys, scale=scale
+    )
+    return GlobalAdvantages(all_rewards, groups, keys, advantages, slice(start, start + len(local)))
 
 
 def no_signal_share(rewards: torch.Tensor, group_ids: Sequence[Hashable]) -> float:

@@ -17,6 +17,7 @@ from flywheel.envs.rails import Rails
 from flywheel.envs.rewards import RewardConfig
 from flywheel.train.advantages import ESTIMATORS
 from flywheel.train.guards import GuardsConfig
+from flywheel.verifiers.sandbox.config import MAX_WORKERS
 from trl import GRPOConfig
 
 ROLES = ("propose", "solve")
@@ -33,6 +34,7 @@ POSITIVE_FIELDS = frozenset(
         "warm_start_examples",
         "warm_start_batch_size",
         "torch_threads",
+        "sandbox_workers",
         "eval_max_new_tokens",
         "eval_samples",
         "diversity_window",
@@ -88,10 +90,12 @@ class FlywheelConfig(GRPOConfig):
         },
     )
     proposer_batch_size: int = field(
-        default=4, metadata={"help": "Proposer prompts per family per step (each sampled num_generations times)."}
+        default=4,
+        metadata={"help": "Proposer prompts per family per step and process (each sampled num_generations times)."},
     )
     solver_batch_size: int = field(
-        default=4, metadata={"help": "Solver tasks per family per step (each sampled num_generations times)."}
+        default=4,
+        metadata={"help": "Solver tasks per family per step and process (each sampled num_generations times)."},
     )
     k_references: int = field(
         default=6, metadata={"help": "K: buffer tasks shown as references in each proposer prompt (AZR uses 6)."}
@@ -240,6 +244,13 @@ class FlywheelConfig(GRPOConfig):
     resume: bool = field(
         default=False, metadata={"help": "Continue the latest checkpoint in output_dir (same run dir and step)."}
     )
+    sandbox_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Sandbox child slots of each process (default: two per core, shared by the processes that "
+            "run on one machine)."
+        },
+    )
     torch_threads: int | None = field(
         default=None,
         metadata={
@@ -346,6 +357,8 @@ class FlywheelConfig(GRPOConfig):
         self.guards_config()
         if self.warm_start_learning_rate <= 0:
             raise ValueError(f"warm_start_learning_rate must be above 0, not {self.warm_start_learning_rate}")
+        if self.sandbox_workers is not None and self.sandbox_workers > MAX_WORKERS:
+            raise ValueError(f"sandbox_workers must be at most {MAX_WORKERS}, not {self.sandbox_workers}")
         for entry in self.seed_files:
             family, sep, _ = entry.partition("=")
             if not sep or family not in self.families:

@@ -232,7 +232,7 @@ class Guards(TrainerCallback):
             self.rollback = None
             self._record(event, state.global_step + 1)
         history = self._read_ledger(trainer.game.store) if main else None
-        self.rollbacks, self.temperature, self.duplicate_penalty = self._from_main(history)
+        self.rollbacks, self.temperature, self.duplicate_penalty = self._trainer().from_main(history)
         self._windows, self._best, self._seen_step = {}, {}, trainer.game.step
         for entry in trainer.eval_history:
             self._observe(entry["metrics"], entry["step"])
@@ -258,16 +258,6 @@ class Guards(TrainerCallback):
             if result.get("action") == "adjust":
                 temperature, penalty = result["temperature"], result["duplicate_penalty"]
         return rollbacks, temperature, penalty
-
-    def _from_main(self, value: Any) -> Any:
-        """`value` as the main process has it: it decides, every process acts alike."""
-        if self._trainer().accelerator.num_processes == 1:
-            return value
-        from accelerate.utils import broadcast_object_list
-
-        box = [value]
-        broadcast_object_list(box, from_process=0)
-        return box[0]
 
     def _apply(self) -> None:
         trainer = self._trainer()
@@ -309,7 +299,7 @@ class Guards(TrainerCallback):
             }
             window.clear()
             events.append(event)
-        for event in self._from_main(self._decide(events) if trainer.accelerator.is_main_process else None):
+        for event in trainer.from_main(self._decide(events) if trainer.accelerator.is_main_process else None):
             self._act(event, state, control)
 
     def _observe(self, values: Mapping[str, float], step: int) -> list[tuple[int, Trigger, str, str, int]]:
@@ -373,25 +363,17 @@ class Guards(TrainerCallback):
     def _rollback_target(self, step: int) -> Path | None:
         """The checkpoint to roll back to, saved before self-play step `step` (the first of the trigger's
         window: checkpoints saved while the metric was already going wrong are passed over)."""
-        from flywheel.train.rundir import complete_checkpoints
-
         trainer = self._trainer()
-        saved = {}
-        for checkpoint in complete_checkpoints(trainer.args.output_dir):
-            saved_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
-            if saved_step < step:
-                saved[saved_step] = checkpoint
-        if not saved:
+        best_metric = self.config.best_metric if self.config.rollback_to == "best" else None
+        return ranked_checkpoint(trainer.args.output_dir, trainer.eval_history, best_metric, before_step=step)
+
+    def kept_checkpoint(self) -> Path | None:
+        """The checkpoint a rollback to the best would choose now, which checkpoint rotation must keep; None
+        unless a rollback trigger targets the best."""
+        if self.config.rollback_to != "best" or not any(t.action == "rollback" for t in self.config.triggers):
             return None
-        if self.config.rollback_to == "best":
-            scores = {
-                entry["step"]: entry["metrics"][self.config.best_metric]
-                for entry in trainer.eval_history
-                if entry["step"] in saved and self.config.best_metric in entry["metrics"]
-            }
-            if scores:
-                return saved[max(scores, key=lambda s: (scores[s], s))]
-        return saved[max(saved)]
+        trainer = self._trainer()
+        return ranked_checkpoint(trainer.args.output_dir, trainer.eval_history, self.config.best_metric)
 
     def _record(self, event: dict[str, Any], global_step: int) -> None:
         """A ledger row of role ``guard`` and the ``guard/...`` scalars and text (main process only)."""
@@ -440,6 +422,34 @@ class Guards(TrainerCallback):
         if self.trainer is None:
             raise RuntimeError("Guards.attach(trainer) must be called first")
         return self.trainer
+
+
+def ranked_checkpoint(
+    output_dir: str | Path,
+    eval_history: Sequence[Mapping[str, Any]],
+    best_metric: str | None,
+    before_step: float = math.inf,
+) -> Path | None:
+    """Of the complete checkpoints saved before self-play step `before_step`, the one whose step has the highest
+    `best_metric` in `eval_history` (the newer on ties); the newest one when `best_metric` is None or none of
+    them was evaluated; None when there is none."""
+    from flywheel.train.rundir import complete_checkpoints
+
+    saved = {}
+    for checkpoint in complete_checkpoints(output_dir):
+        saved_step = json.loads((checkpoint / STATE_FILE).read_text())["step"]
+        if saved_step < before_step:
+            saved[saved_step] = checkpoint
+    if not saved:
+        return None
+    scores = {
+        entry["step"]: entry["metrics"][best_metric]
+        for entry in eval_history
+        if best_metric is not None and entry["step"] in saved and best_metric in entry["metrics"]
+    }
+    if scores:
+        return saved[max(scores, key=lambda s: (scores[s], s))]
+    return saved[max(saved)]
 
 
 def set_aside_checkpoints_after(output_dir: Path, step: int) -> Path | None:

@@ -56,7 +56,11 @@ RECIPE_TRL_FIELDS = (
 
 @dataclass
 class StepRecord:
-    """Everything one self-play step produced, for metrics, text panels and step hooks."""
+    """Everything one self-play step produced, for metrics, text panels and step hooks.
+
+    With several processes, the main process's record holds the whole step (every process's proposals,
+    answers, rewards, advantages and completion lengths, and the buffers); the others' hold the global rewards,
+    groups, keys, advantages and completion lengths only (no proposals, answers or buffers)."""
 
     step: int
     families: list[str]

@@ -12,16 +12,22 @@ defaults and command-line flags on top.
 from __future__ import annotations
 
 import inspect
+import os
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 from flywheel.train.config import FlywheelConfig
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import TrlParser
+
+if TYPE_CHECKING:
+    from flywheel.envs.rails import Rails
+    from flywheel.verifiers.sandbox.config import SandboxConfig
 
 DEFAULT_RECIPE = "laptop.yaml"
 WARM_START_DIR = "warm-start"
@@ -70,11 +76,18 @@ def parse_config(argv: Sequence[str]) -> FlywheelConfig:
     position = argv.index("--config") + 1
     if position == len(argv):
         raise RecipeError("--config needs a recipe file")
-    read_recipe(Path(argv[position]))
+    settings = read_recipe(Path(argv[position]))
     try:
         (config,) = RecipeParser().parse_args_and_config(argv)
     except (ValueError, TypeError) as error:
         raise RecipeError(str(error)) from error
+    if settings.get("warmup_steps") and "warm_start_steps" not in settings:
+        warnings.warn(
+            f"recipe {argv[position]} sets warmup_steps ({settings['warmup_steps']}): that is transformers' "
+            "learning-rate warm-up of self-play; the supervised warm start is warm_start_steps (once named "
+            "warmup_steps)",
+            stacklevel=2,
+        )
     return config
 
 
@@ -170,8 +183,14 @@ def build_trainer(
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    processes = PartialState()
+    if config.save_on_each_node and processes.num_processes > 1:
+        raise RecipeError(
+            "save_on_each_node is not supported: the main process alone holds the task store, so checkpoints "
+            "need an output_dir that every machine sees"
+        )
     rails = config.rails_config()
-    verifiers = SharedVerifiers(rails.sandbox_config(), rails.math_settings())
+    verifiers = SharedVerifiers(sandbox_config(rails, config.sandbox_workers), rails.math_settings())
     family_configs = config.family_configs or {}
     families = {name: make_family(name, family_configs.get(name), verifiers, rails) for name in config.families}
     eval_sets, real_tasks = held_out_and_real_tasks(config, families, verifiers)
@@ -180,13 +199,14 @@ def build_trainer(
         for name in sorted({task.family for tasks in eval_sets.values() for task in tasks} - set(families))
     }
     # Every input is read: only now does the run directory change (a failed resume leaves it as it was).
-    processes = PartialState()
-    if processes.is_main_process:
+    main = processes.is_main_process
+    if main:
         prepare_run_dir(config, checkpoint)
     processes.wait_for_everyone()
+    # The main process alone opens the task store; the others hold a follower game (docs/training.md).
     game = SelfPlay(
         families,
-        TaskStore(output_dir / STORE_FILE, create=checkpoint is None),
+        TaskStore(output_dir / STORE_FILE, create=checkpoint is None) if main else None,
         config.reward_config(),
         buffer_capacity=config.buffer_capacity,
         k_references=config.k_references,
@@ -195,8 +215,9 @@ def build_trainer(
     )
     if checkpoint is not None:
         game.load_state(checkpoint)
-        _log_rails_override(game, output_dir, checkpoint, resume_rails_changes(config, checkpoint))
-    else:
+        if main:
+            _log_rails_override(game, output_dir, checkpoint, resume_rails_changes(config, checkpoint))
+    elif main:
         game.seed_buffers(config.seed_files)
 
     dtype = (config.model_init_kwargs or {}).get("dtype", "float32")
@@ -205,8 +226,14 @@ def build_trainer(
         from flywheel.train.warmup import warm_up
 
         warm_up(model, tokenizer, families, config)
-        model.save_pretrained(output_dir / WARM_START_DIR)
-        tokenizer.save_pretrained(output_dir / WARM_START_DIR)
+        if main:
+            model.save_pretrained(output_dir / WARM_START_DIR)
+            tokenizer.save_pretrained(output_dir / WARM_START_DIR)
+        processes.wait_for_everyone()
+    if config.beta != 0.0 and (output_dir / WARM_START_DIR).is_dir():
+        # TRL builds the KL reference from `config._name_or_path`: the warm-started model, not the one it started
+        # from (on resume too, where the policy's weights then come from the checkpoint).
+        model.config._name_or_path = str(output_dir / WARM_START_DIR)
     peft_config = None
     if config.use_peft:
         from peft import LoraConfig
@@ -230,6 +257,19 @@ def build_trainer(
         guards=guards,
     )
     return trainer
+
+
+def sandbox_config(rails: Rails, workers: int | None = None, processes_here: int | None = None) -> SandboxConfig:
+    """The rails' sandbox settings with `workers` slots (the recipe's `sandbox_workers`) or, by default, this
+    process's share of the machine's: all processes on a machine (`processes_here`, default torchrun's
+    ``LOCAL_WORLD_SIZE``) together get two per core."""
+    from flywheel.verifiers.sandbox.config import SandboxConfig, default_workers
+
+    if workers is None:
+        if processes_here is None:
+            processes_here = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        workers = default_workers(processes_here)
+    return rails.sandbox_config(SandboxConfig(workers=workers))
 
 
 def resume_rails_changes(config: FlywheelConfig, checkpoint: str) -> list[str]:
@@ -293,9 +333,10 @@ def held_out_and_real_tasks(
     return eval_sets, real_tasks
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, callbacks: Sequence[Any] = ()) -> int:
     """Entry point of `flywheel train`; returns the exit status (0 done, 130 interrupted, 2 bad recipe or a run
-    directory in use). Errors raised by family code are not input errors: they keep their traceback."""
+    directory in use). Errors raised by family code are not input errors: they keep their traceback. `callbacks`
+    are added to the trainer (as `_train` does)."""
     from accelerate import PartialState
     from flywheel.train.rundir import RunDirectoryBusy, RunDirectoryLock
 
@@ -310,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if lock is not None:
             lock.acquire()
-        return _train(config)
+        return _train(config, callbacks)
     except (RecipeError, RunDirectoryBusy, OSError) as error:  # OSError: a missing or unreadable input file
         print(f"flywheel train: {error}", file=sys.stderr)
         return 2
@@ -324,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(config: FlywheelConfig, callbacks: Sequence[Any] = ()) -> int:
     """Set up (under the run directory's lock) and train, again from a checkpoint after each guard rollback;
     the exit status. `callbacks` are added to every session's trainer."""
+    from accelerate import PartialState
     from flywheel.agents import configure_threads
     from flywheel.train.guards import Guards
     from flywheel.train.trainer import GracefulInterrupt
@@ -337,6 +379,7 @@ def _train(config: FlywheelConfig, callbacks: Sequence[Any] = ()) -> int:
         )
     configure_threads(config.torch_threads)
     guards = Guards(config.guards_config(), config.seed)
+    main = PartialState().is_main_process
     while True:
         trainer = build_trainer(config, checkpoint, guards, callbacks)
         interrupt = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, GracefulInterrupt))
@@ -350,7 +393,10 @@ def _train(config: FlywheelConfig, callbacks: Sequence[Any] = ()) -> int:
         if guards.rollback is None or interrupt.requested:
             break
         checkpoint = str(guards.prepare_rollback(config.output_dir))
-        print(f"flywheel train: a guard rolled the run back to {checkpoint}", file=sys.stderr)
+        if main:
+            print(f"flywheel train: a guard rolled the run back to {checkpoint}", file=sys.stderr)
+    if not main:
+        return 130 if interrupt.requested else 0
     if trainer.eval_history:
         from flywheel.train.evaluate import format_comparison
 

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from flywheel.train.selfplay import STATE_FILE, STORE_FILE
@@ -138,15 +138,16 @@ def publish_checkpoint(staged: Path, run_dir: str | Path) -> Path:
     return target
 
 
-def rotate_checkpoints(run_dir: str | Path, save_total_limit: int | None, keep: Path) -> None:
-    """Delete the oldest complete checkpoints beyond `save_total_limit`, never `keep` (the one just saved).
+def rotate_checkpoints(run_dir: str | Path, save_total_limit: int | None, keep: Collection[Path]) -> None:
+    """Delete the oldest complete checkpoints beyond `save_total_limit`, never those in `keep` (the one just
+    saved, and the one a rollback to the best would choose): as in transformers, kept ones may exceed the limit.
 
     Each is renamed out of the run directory before it is deleted, so a ``checkpoint-N`` is never half gone.
     """
     if not save_total_limit or save_total_limit <= 0:
         return
     found = complete_checkpoints(run_dir)
-    surplus = [path for path in found if path != keep][: max(0, len(found) - save_total_limit)]
+    surplus = [path for path in found if path not in keep][: max(0, len(found) - save_total_limit)]
     trash = staging_dir(run_dir)
     trash.mkdir(exist_ok=True)
     for path in surplus:

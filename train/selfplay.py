@@ -4,6 +4,10 @@
 `TaskStore` SQLite file inside the run directory), the RNG that picks references and solver tasks,
 and the self-play step counter. The trainer (`flywheel.train.trainer`) does the generation and scores
 through `flywheel.envs.scoring`; this module decides what to ask (AZR's Algorithm 1) and keeps the ledger.
+
+In a multi-process run only the main process holds the store (`SelfPlay(..., store)`); every other process
+holds a follower (`SelfPlay(..., None)`): the same families, rewards and step counter, and no store, buffers,
+gates or ledger: using them raises `NoStoreError`, so a follower can never open or write the SQLite file.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.envs.base import Prompt, Task, TaskFamily
-from flywheel.envs.buffer import AddResult, TaskStore, load_azr_seeds
+from flywheel.envs.buffer import AddResult, TaskBuffer, TaskStore, load_azr_seeds
 from flywheel.envs.gate import Gate
 from flywheel.envs.rails import RAILS_FILE, Rails
 from flywheel.envs.rewards import RewardConfig
@@ -28,13 +32,18 @@ STORE_FILE = "tasks.sqlite"
 STATE_FILE = "selfplay_state.json"
 
 
+class NoStoreError(RuntimeError):
+    """A follower (a non-main process of a multi-process run) was asked for the task store, which only the main
+    process holds."""
+
+
 class SelfPlay:
     """Buffers, reference sampling, rewards and the ledger for a set of families."""
 
     def __init__(
         self,
         families: Mapping[str, TaskFamily],
-        store: TaskStore,
+        store: TaskStore | None,
         rewards: RewardConfig,
         *,
         buffer_capacity: int,
@@ -43,18 +52,49 @@ class SelfPlay:
         rails: Rails | None = None,
     ) -> None:
         """`rails` (default: the default rails) are recorded in the store, on every ledger row and in every
-        checkpoint; the families should have been made with the same rails."""
+        checkpoint; the families should have been made with the same rails. `store` None makes a follower (the
+        game of a non-main process), which has no store, buffers, gates or ledger."""
         self.families = dict(families)
-        self.store = store
+        self._store = store
         self.rewards = rewards
         self.rails = rails if rails is not None else Rails()
-        store.set_rails(self.rails.digest(), self.rails.to_dict())
-        store.set_family_configs({name: family.config.to_dict() for name, family in self.families.items()})
         self.k_references = k_references
-        self.buffers = {name: store.buffer(name, buffer_capacity) for name in self.families}
-        self.gates = {name: Gate(family, self.buffers[name]) for name, family in self.families.items()}
+        self._buffers: dict[str, TaskBuffer] = {}
+        self._gates: dict[str, Gate] = {}
+        if store is not None:
+            store.set_rails(self.rails.digest(), self.rails.to_dict())
+            store.set_family_configs({name: family.config.to_dict() for name, family in self.families.items()})
+            self._buffers = {name: store.buffer(name, buffer_capacity) for name in self.families}
+            self._gates = {name: Gate(family, self._buffers[name]) for name, family in self.families.items()}
         self.rng = random.Random(seed)
         self.step = 0
+
+    @property
+    def holds_store(self) -> bool:
+        """Whether this game holds the task store (the main process's game), not a follower."""
+        return self._store is not None
+
+    @property
+    def store(self) -> TaskStore:
+        """The task store (buffers and ledger); `NoStoreError` in a follower."""
+        self._require_store()
+        return self._store  # type: ignore[return-value]
+
+    @property
+    def buffers(self) -> dict[str, TaskBuffer]:
+        """Per family, its buffer in the store; `NoStoreError` in a follower."""
+        self._require_store()
+        return self._buffers
+
+    @property
+    def gates(self) -> dict[str, Gate]:
+        """Per family, the data gate over its buffer; `NoStoreError` in a follower."""
+        self._require_store()
+        return self._gates
+
+    def _require_store(self) -> None:
+        if self._store is None:
+            raise NoStoreError("only the main process holds the task store; this process's game is a follower")
 
     # --- buffers ----------------------------------------------------------------------------------
     def seed_buffers(self, seed_files: Sequence[str] = ()) -> dict[str, AddResult]:
@@ -91,6 +131,7 @@ class SelfPlay:
 
     # --- audit ledger -----------------------------------------------------------------------------
     def record_proposals(self, proposals: Sequence[Proposal]) -> None:
+        store = self.store
         for proposal in proposals:
             if proposal.task is not None:
                 task = proposal.task
@@ -98,10 +139,11 @@ class SelfPlay:
             else:
                 result = {"valid": False, "reason": proposal.result.reason, "detail": proposal.result.detail}
             result.update(solve_rate=proposal.solve_rate, reward=proposal.reward)
-            self.store.record(self.step, "propose", proposal.family, proposal.prompt.text, proposal.text, result)
+            store.record(self.step, "propose", proposal.family, proposal.prompt.text, proposal.text, result)
 
     def record_answers(self, answers: Sequence[Answer], role: str) -> None:
         """`role` is ``solve`` for trained answers and ``estimate`` for solve-rate samples."""
+        store = self.store
         for answer in answers:
             result = {
                 "task_id": answer.task.task_id,
@@ -109,23 +151,25 @@ class SelfPlay:
                 "reason": answer.verdict.reason,
                 "reward": answer.reward,
             }
-            self.store.record(self.step, role, answer.family, answer.prompt.text, answer.text, result)
+            store.record(self.step, role, answer.family, answer.prompt.text, answer.text, result)
 
     def close(self) -> None:
-        """Close the task store and the verifier processes the families share."""
-        self.store.close()
+        """Close the task store (if held) and the verifier processes the families share."""
+        if self._store is not None:
+            self._store.close()
         for family in self.families.values():
             family.verifiers.close()
 
     # --- checkpoints ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:
         """Write the counters, the RNG state and a verified copy of the task store into `directory`."""
+        store = self.store
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "rng": _jsonable_rng(self.rng.getstate())}
         (directory / STATE_FILE).write_text(json.dumps(state) + "\n")
         (directory / RAILS_FILE).write_text(self.rails.to_json())
-        copy_database(self.store.path, directory / STORE_FILE)
+        copy_database(store.path, directory / STORE_FILE)
 
     def load_state(self, directory: str | Path) -> None:
         """Restore the counters and RNG written by `save` (the store is restored before it is opened)."""

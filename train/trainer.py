@@ -18,6 +18,11 @@ replaced: the train dataset is a stream of step placeholders and each call plays
 Each phase is one method (`_propose`, `_validate`, `_estimate`, `_solve`, `_update`). Proposals and answers are
 scored by `flywheel.envs.scoring`, the same functions the Gymnasium environments call.
 
+With several processes (`accelerate launch`) the main process owns the game's store, ledger and RNG: it draws
+every process's prompts and tasks and broadcasts them, validates and scores every process's proposals once,
+and writes the ledger; each process generates, verifies its own answers and trains on its share (one code
+path: one process is the case of a single share). See docs/training.md ("One game over several processes").
+
 This override is written against trl==1.16.0 (pinned in pyproject); tests/test_train_trl_contract.py
 fails loudly if the contract it relies on changes.
 """
@@ -31,10 +36,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from accelerate.utils import gather, gather_object
+from accelerate.utils import broadcast_object_list, gather, gather_object
 from datasets import Dataset
 from flywheel.agents import Agent
 from flywheel.envs.base import Prompt, Task, TaskFamily
@@ -42,11 +47,12 @@ from flywheel.envs.scoring import (
     Answer,
     Proposal,
     add_valid,
+    estimate_prompts,
     score_answers,
     score_proposals,
     validate_proposals,
 )
-from flywheel.train.advantages import compute_advantages, no_signal_share
+from flywheel.train.advantages import global_advantages, no_signal_share
 from flywheel.train.config import FlywheelConfig
 from flywheel.train.guards import Guards
 from flywheel.train.metrics import SelfPlayProgress, SelfPlayTensorBoard, StepRecord, buffer_diversity
@@ -66,6 +72,22 @@ StepHook = Callable[["FlywheelTrainer", "StepReport"], None]
 
 EVAL_HISTORY_FILE = "eval_history.jsonl"
 """In the run directory: one `eval_history` entry per line, kept across resumes."""
+EVAL_BATCH_SIZE = 32
+"""Held-out prompts per generation call of one process (`flywheel eval`'s default batch)."""
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def split_like(values: Sequence[T], shares: Sequence[Sequence[Any]]) -> list[list[T]]:
+    """`values` cut into consecutive lists as long as each of `shares`."""
+    if len(values) != sum(len(share) for share in shares):
+        raise ValueError(f"{len(values)} values for shares of {[len(share) for share in shares]}")
+    cuts, start = [], 0
+    for share in shares:
+        cuts.append(list(values[start : start + len(share)]))
+        start += len(share)
+    return cuts
 
 
 @dataclass
@@ -136,6 +158,8 @@ class FlywheelTrainer(GRPOTrainer):
             callbacks=callbacks,
             peft_config=peft_config,
         )
+        if game.holds_store != self.accelerator.is_main_process:
+            raise ValueError("the main process's game must hold the task store and no other process's may")
         self.game = game
         self.agent = Agent(self.model, self.processing_class, template=args.template)
         self.hooks = list(hooks)
@@ -156,6 +180,7 @@ class FlywheelTrainer(GRPOTrainer):
         self.add_callback(StepHooks(self))
         if self.eval_sets:
             self.add_callback(HeldOutEvaluation(self))
+        self.guards = guards
         if guards is not None:
             guards.attach(self)
             self.add_callback(guards)
@@ -163,17 +188,22 @@ class FlywheelTrainer(GRPOTrainer):
     # --- one self-play step: propose, validate, estimate, solve, update --------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, torch.Tensor | Any]:
         """One self-play step (AZR Algorithm 1); `inputs` are step placeholders. Scoring goes through
-        `flywheel.envs.scoring`, the path the Gymnasium environments use too."""
+        `flywheel.envs.scoring`, the path the Gymnasium environments use too. With several processes, the main
+        process draws, validates, scores proposals and records for all of them; each process generates and
+        verifies its own share (docs/training.md, "One game over several processes")."""
         self.game.step += 1
         record = StepRecord(step=self.game.step, families=list(self.game.families), known_reasons=self.known_reasons)
         batches: list[Rollouts] = []
         if "propose" in self.args.roles:
             proposed, asked = self._propose(record)
-            proposals = self._validate(asked, proposed.texts, record)
+            per_process = self._per_process(list(zip(asked, proposed.texts, strict=True)))
+            proposals = None
+            if self.accelerator.is_main_process:
+                rows = [row for share in per_process for row in share]
+                proposals = self._validate([a for a, _ in rows], [text for _, text in rows], record)
             self._estimate(proposals, record)
-            proposed.score(
-                [p.reward for p in proposals], [p.family for p in proposals], "propose", self.num_generations
-            )
+            shares = split_like([p.reward for p in proposals], per_process) if proposals is not None else None
+            proposed.score(self._own_share(shares), [name for name, _ in asked], "propose", self.num_generations)
             batches.append(proposed)
         if "solve" in self.args.roles:
             batches.append(self._solve(record))
@@ -181,9 +211,16 @@ class FlywheelTrainer(GRPOTrainer):
 
     def _propose(self, record: StepRecord) -> tuple[Rollouts, list[tuple[str, Prompt]]]:
         """1. Propose: per family, `proposer_batch_size` prompts showing K buffer references, each sampled
-        `num_generations` times. Returns the rollouts and, per rollout, its family and prompt."""
+        `num_generations` times. The main process draws every process's prompts. Returns this process's rollouts
+        and, per rollout, its family and prompt."""
         args, game = self.args, self.game
-        prompts = [(name, p) for name in game.families for p in game.proposer_prompts(name, args.proposer_batch_size)]
+        drawn = None
+        if self.accelerator.is_main_process:
+            drawn = [
+                [(name, p) for name in game.families for p in game.proposer_prompts(name, args.proposer_batch_size)]
+                for _ in range(self.accelerator.num_processes)
+            ]
+        prompts = self._own_share(drawn)
         with record.timed("generate_propose"):
             proposed = self._rollouts(
                 [self.agent.render(p, "propose") for _, p in prompts], args.max_proposer_completion_length
@@ -193,22 +230,29 @@ class FlywheelTrainer(GRPOTrainer):
     def _validate(
         self, asked: Sequence[tuple[str, Prompt]], texts: Sequence[str], record: StepRecord
     ) -> list[Proposal]:
-        """2. Validate: each family parses its texts and computes gold answers in its verifier; the data gate
-        turns duplicates and over-quota structures into rejections."""
+        """2. Validate (main process, every process's proposals): each family parses its texts and computes gold
+        answers in its verifier; the data gate turns duplicates and over-quota structures into rejections."""
         return validate_proposals(self.game.families, asked, texts, record.timed, self.game.gates)
 
-    def _estimate(self, proposals: Sequence[Proposal], record: StepRecord) -> None:
+    def _estimate(self, proposals: Sequence[Proposal] | None, record: StepRecord) -> None:
         """3. Estimate: every valid task is attempted `n_solver_samples` times by the current policy (not trained
-        on); its solve rate sets the proposer reward. Valid tasks then enter their family's buffer."""
-        game = self.game
-
-        def attempts(prompts: Sequence[Prompt], n: int) -> list[str]:
+        on); its solve rate sets the proposer reward. Valid tasks then enter their family's buffer. Every process
+        calls it and samples a share of the attempts; the main process passes the `proposals` (the others None),
+        scores them and writes the ledger."""
+        game, n = self.game, self.args.n_solver_samples
+        prompts = self.from_main(estimate_prompts(game.families, proposals) if proposals is not None else None)
+        texts: list[str] = []
+        if prompts:
             with record.timed("generate_estimate"):
-                return self._sample_solutions(prompts, n)
+                texts = self._split_across_processes(prompts, lambda share: self._sample_solutions(share, n), n)
+        if proposals is None:
+            return
 
-        estimates = score_proposals(
-            game.families, proposals, game.rewards, attempts, self.args.n_solver_samples, record.timed
-        )
+        def sampled(asked: Sequence[Prompt], k: int) -> list[str]:
+            """The attempts the processes sampled for `prompts` (which are `asked`: `estimate_prompts`)."""
+            return texts
+
+        estimates = score_proposals(game.families, proposals, game.rewards, sampled, n, record.timed)
         for name in game.families:
             record.added[name] = add_valid(game.gates[name], [p for p in proposals if p.family == name], game.step)
         game.record_proposals(proposals)
@@ -216,16 +260,30 @@ class FlywheelTrainer(GRPOTrainer):
         record.proposals, record.estimates = list(proposals), estimates
 
     def _solve(self, record: StepRecord) -> Rollouts:
-        """4. Solve: per family, `solver_batch_size` tasks (this step's new tasks first, then buffer tasks, and
-        real tasks when given), each sampled `num_generations` times, verified and rewarded."""
+        """4. Solve: per family and process, `solver_batch_size` tasks (this step's new tasks first, then buffer
+        tasks, and real tasks when given; the main process draws them for every process), each sampled
+        `num_generations` times, verified and rewarded."""
         args, game = self.args, self.game
-        tasks = [task for name in game.families for task in self._solver_tasks(name, record)]
-        prompts = [game.families[task.family].solver_prompt(task) for task in tasks]
+        count, processes = args.solver_batch_size, self.accelerator.num_processes
+        drawn = None
+        if self.accelerator.is_main_process:
+            tasks = {name: self._solver_tasks(name, record, count * processes) for name in game.families}
+            drawn = [
+                [
+                    (task, game.families[name].solver_prompt(task))
+                    for name in game.families
+                    for task in tasks[name][index * count : (index + 1) * count]
+                ]
+                for index in range(processes)
+            ]
+        share = self._own_share(drawn)
         with record.timed("generate_solve"):
-            solved = self._rollouts([self.agent.render(p, "solve") for p in prompts], args.max_solver_completion_length)
+            solved = self._rollouts(
+                [self.agent.render(p, "solve") for _, p in share], args.max_solver_completion_length
+            )
         n = args.num_generations
         answers = self._score_answers(
-            [t for t in tasks for _ in range(n)], [p for p in prompts for _ in range(n)], solved.texts, record
+            [t for t, _ in share for _ in range(n)], [p for _, p in share for _ in range(n)], solved.texts, record
         )
         solved.score([a.reward for a in answers], [a.family for a in answers], "solve", n)
         return solved
@@ -233,37 +291,48 @@ class FlywheelTrainer(GRPOTrainer):
     def _score_answers(
         self, tasks: Sequence[Task], prompts: Sequence[Prompt], texts: Sequence[str], record: StepRecord
     ) -> list[Answer]:
-        """Verify and reward trained solver answers (`flywheel.envs.scoring.score_answers`); write the ledger."""
+        """Verify and reward this process's trained solver answers (`flywheel.envs.scoring.score_answers`, with
+        this process's sandbox); the main process writes every process's answers to the ledger and the record.
+        Returns this process's answers."""
         answers = score_answers(self.game.families, tasks, prompts, texts, self.game.rewards, record.timed)
-        self.game.record_answers(answers, "solve")
-        record.answers = answers
+        everyone = [answer for share in self._per_process(answers) for answer in share]
+        if self.accelerator.is_main_process:
+            self.game.record_answers(everyone, "solve")
+            record.answers = everyone
         return answers
 
     def _update(self, batches: Sequence[Rollouts], record: StepRecord) -> dict[str, torch.Tensor | Any]:
-        """5. Update: advantages over both roles (GRPO prompt groups or TRR++ family x role keys) and the tensors
-        TRL's loss reads; TRL's optimizer step follows."""
-        rewards = [r for b in batches for r in b.rewards]
-        groups = [g for b in batches for g in b.groups]
-        keys = [k for b in batches for k in b.keys]
-        advantages = self._advantages(rewards, groups, keys)
+        """5. Update: advantages over both roles and all processes (GRPO prompt groups or TRR++ family x role
+        keys) and the tensors TRL's loss reads; TRL's optimizer step follows."""
+        batch = global_advantages(
+            self.args.advantage_estimator,
+            [r for b in batches for r in b.rewards],
+            [g for b in batches for g in b.groups],
+            [k for b in batches for k in b.keys],
+            scale=self.scale_rewards,
+            process_index=self.accelerator.process_index,
+            gather=gather_object,
+        )
         with record.timed("logps"):
-            output = self._training_batch(batches, advantages)
+            output = self._training_batch(batches, batch.local().to(self.accelerator.device))
         # The no-signal metrics count the groups the estimator baselines over: prompts (grpo) or keys (trr++).
-        baseline_groups = groups if self.args.advantage_estimator == "grpo" else keys
-        record.rewards, record.groups, record.keys = rewards, baseline_groups, keys
-        record.advantages = advantages.tolist()
-        record.completion_lengths = [len(ids) for b in batches for ids in b.completion_ids]
-        record.buffer_sizes = {name: len(buffer) for name, buffer in self.game.buffers.items()}
-        for name, buffer in self.game.buffers.items():
-            record.diversity[name] = buffer_diversity(buffer, self.args.diversity_window)
-            record.repeated_structures[name] = buffer.repeated_structures(self.game.step)
+        record.rewards, record.keys = batch.rewards, batch.keys
+        record.groups = batch.groups if self.args.advantage_estimator == "grpo" else list(batch.keys)
+        record.advantages = batch.advantages.tolist()
+        lengths = [len(ids) for b in batches for ids in b.completion_ids]
+        record.completion_lengths = [length for share in self._per_process(lengths) for length in share]
+        if self.accelerator.is_main_process:
+            record.buffer_sizes = {name: len(buffer) for name, buffer in self.game.buffers.items()}
+            for name, buffer in self.game.buffers.items():
+                record.diversity[name] = buffer_diversity(buffer, self.args.diversity_window)
+                record.repeated_structures[name] = buffer.repeated_structures(self.game.step)
         self._log_step(record)
         return output
 
-    def _solver_tasks(self, name: str, record: StepRecord) -> list[Task]:
-        """The family's solver tasks from the buffer, `real_task_share` of them (rounded at random, so the
-        share holds on average) drawn from its real tasks instead when it has any."""
-        count, real = self.args.solver_batch_size, self.real_tasks.get(name)
+    def _solver_tasks(self, name: str, record: StepRecord, count: int) -> list[Task]:
+        """`count` solver tasks of the family from the buffer, `real_task_share` of them (rounded at random, so
+        the share holds on average) drawn from its real tasks instead when it has any."""
+        real = self.real_tasks.get(name)
         drawn: list[Task] = []
         if real:
             expected = self.args.real_task_share * count
@@ -272,6 +341,33 @@ class FlywheelTrainer(GRPOTrainer):
             drawn = [self.game.rng.choice(real) for _ in range(n_real)]
             record.real_task_ids[name] = {task.task_id for task in drawn}
         return self.game.solver_tasks(name, count - len(drawn), fresh=record.added_count(name)) + drawn
+
+    # --- the processes of a multi-process run (each call is collective: every process makes it) -----
+    def from_main(self, value: T) -> T:
+        """`value` as the main process has it (the others pass anything, e.g. None)."""
+        return broadcast_object_list([value], from_process=0)[0]
+
+    def _own_share(self, shares: Sequence[Sequence[T]] | None) -> list[T]:
+        """This process's entry of the per-process `shares` the main process made (the others pass None)."""
+        return list(self.from_main(shares)[self.accelerator.process_index])  # type: ignore[index]
+
+    def _per_process(self, local: Sequence[T]) -> list[list[T]]:
+        """Every process's `local` list, in process order, on every process."""
+        return gather_object([list(local)])
+
+    def _split_across_processes(
+        self, items: Sequence[T], work: Callable[[list[T]], Sequence[R]], per_item: int
+    ) -> list[R]:
+        """`work` over `items` (the same on every process), split across the processes: each does a contiguous
+        share (the first items repeated at the end so every share has the same size, as ZeRO-3 and TRL's vLLM
+        modes need) and the `per_item` results of each item come back in item order on every process."""
+        if not items:
+            return []
+        processes, index = self.accelerator.num_processes, self.accelerator.process_index
+        size = -(-len(items) // processes)
+        padded = [items[i % len(items)] for i in range(size * processes)]
+        done = self._per_process(work(padded[index * size : (index + 1) * size]))
+        return [result for share in done for result in share][: per_item * len(items)]
 
     # --- generation through TRL ------------------------------------------------------------------
     def _rollouts(self, texts: Sequence[str], max_tokens: int) -> Rollouts:
@@ -306,22 +402,7 @@ class FlywheelTrainer(GRPOTrainer):
         finally:
             setattr(target, attribute, previous)
 
-    # --- advantages and tensors ------------------------------------------------------------------
-    def _advantages(self, rewards: list[float], groups: list[tuple[str, int]], keys: list[str]) -> torch.Tensor:
-        """Advantages over the global batch (all processes), sliced back to this process's rows."""
-        rank = self.accelerator.process_index
-        local = [(reward, (rank, *group), key) for reward, group, key in zip(rewards, groups, keys, strict=True)]
-        everything = gather_object(local)
-        start = sum(gather_object([len(local)])[:rank])
-        advantages = compute_advantages(
-            self.args.advantage_estimator,
-            torch.tensor([row[0] for row in everything], dtype=torch.float32),
-            [row[1] for row in everything],
-            [row[2] for row in everything],
-            scale=self.scale_rewards,
-        )
-        return advantages[start : start + len(local)].to(self.accelerator.device)
-
+    # --- tensors ----------------------------------------------------------------------------------
     def _training_batch(self, batches: Sequence[Rollouts], advantages: torch.Tensor) -> dict[str, torch.Tensor | Any]:
         """Pad ids into TRL's batch dict; add old (PPO-clip) and reference (KL) log-probs when needed."""
         device = self.accelerator.device
@@ -456,15 +537,20 @@ class FlywheelTrainer(GRPOTrainer):
         if self.args.should_save:
             self.game.save(staged)
             checkpoint = publish_checkpoint(staged, self.args.output_dir)
-            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, keep=checkpoint)
+            best = self.guards.kept_checkpoint() if self.guards is not None else None
+            keep = [checkpoint] if best is None else [checkpoint, best]
+            rotate_checkpoints(self.args.output_dir, self.args.save_total_limit, keep=keep)
             shutil.rmtree(staging, ignore_errors=True)
         self.accelerator.wait_for_everyone()
 
     # --- held-out evaluation ----------------------------------------------------------------------
     def evaluate_held_out(self) -> dict[str, float]:
         """Evaluate `eval_sets` with the current policy (`eval_samples` answers per task, greedy at
-        `eval_temperature` 0); append to `eval_history` and write the ``eval/`` scalars. Returns the scalars."""
-        from flywheel.train.evaluate import evaluate
+        `eval_temperature` 0); append to `eval_history` and write the ``eval/`` scalars. Returns the scalars.
+
+        Every process calls it: each generates the answers to its share of every batch of prompts, and every
+        process verifies all answers, so all hold the same report; the main process writes it."""
+        from flywheel.train.evaluate import agent_generator, evaluate
 
         args = self.args
         with unwrap_model_for_generation(
@@ -476,14 +562,21 @@ class FlywheelTrainer(GRPOTrainer):
             training = unwrapped.training
             unwrapped.eval()
             try:
-                report = evaluate(
+                generate = agent_generator(
                     Agent(unwrapped, self.processing_class, template=args.template),
-                    self.eval_families,
-                    self.eval_sets,
-                    samples=args.eval_samples,
                     temperature=args.eval_temperature,
                     max_new_tokens=args.eval_max_new_tokens or args.max_solver_completion_length,
                     seed=args.seed + self.game.step,
+                    batch_size=EVAL_BATCH_SIZE,
+                )
+                report = evaluate(
+                    lambda prompts, samples: self._split_across_processes(
+                        prompts, lambda share: generate(share, samples), 1
+                    ),
+                    self.eval_families,
+                    self.eval_sets,
+                    samples=args.eval_samples,
+                    batch_size=EVAL_BATCH_SIZE,
                 )
             finally:
                 unwrapped.train(training)
@@ -529,11 +622,12 @@ class HeldOutEvaluation(TrainerCallback):
     ) -> None:
         trainer = self.trainer
         path = Path(args.output_dir) / EVAL_HISTORY_FILE
-        if trainer.game.step > 0 and path.is_file():
-            entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-            trainer.eval_history = [entry for entry in entries if entry["step"] <= trainer.game.step]
-        if state.is_world_process_zero:
+        if trainer.accelerator.is_main_process:
+            if trainer.game.step > 0 and path.is_file():
+                entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+                trainer.eval_history = [entry for entry in entries if entry["step"] <= trainer.game.step]
             path.write_text("".join(json.dumps(entry) + "\n" for entry in trainer.eval_history), encoding="utf-8")
+        trainer.eval_history = trainer.from_main(trainer.eval_history)
         if trainer.game.step == 0:
             trainer.evaluate_held_out()
 
@@ -565,7 +659,9 @@ class GracefulInterrupt(TrainerCallback):
         print("\nflywheel: interrupt received; saving a checkpoint after this step (Ctrl-C again to abort)", flush=True)
 
     def on_step_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.requested:
+        """Every process stops after the step in which any of them was interrupted (collective)."""
+        if any(gather_object([self.requested])):
+            self.requested = True
             control.should_save = True
             control.should_training_stop = True
 

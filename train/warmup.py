@@ -183,10 +183,11 @@ def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], conf
     examples = build_examples(
         families, agent, config.warm_start_examples, config.k_references, config.seed, config.roles
     )
+    main = PartialState().is_main_process
     writer = None
-    if "tensorboard" in config.report_to and PartialState().is_main_process:
+    if "tensorboard" in config.report_to and main:
         writer = SummaryWriter(log_dir=str(Path(config.output_dir) / "runs" / "selfplay"))
-    progress = tqdm(total=config.warm_start_steps, desc="warm start", dynamic_ncols=True)
+    progress = tqdm(total=config.warm_start_steps, desc="warm start", dynamic_ncols=True, disable=not main)
 
     def log(step: int, loss: float) -> None:
         if writer is not None:

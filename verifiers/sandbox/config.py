@@ -75,6 +75,12 @@ MAX_WORKERS = 64
 MAX_TIMEOUT_S = 3600.0
 
 
+def default_workers(processes: int = 1) -> int:
+    """Sandbox slots for each of `processes` processes that share this machine: two per core between them
+    (at least 1, at most `MAX_WORKERS`)."""
+    return min(MAX_WORKERS, max(1, 2 * (os.cpu_count() or 1) // processes))
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     """Limits are per call except `memory_mb`, which bounds the child's address space.
@@ -83,7 +89,7 @@ class SandboxConfig:
     """
 
     workers: int = field(
-        default=2 * (os.cpu_count() or 1),
+        default_factory=default_workers,
         metadata={"help": f"Concurrent child slots, 1-{MAX_WORKERS}; two per core hide fork and pipe latency."},
     )
     timeout_s: float = field(
