@@ -119,5 +119,5 @@ def test_recipe_parses_and_names_the_converted_model() -> None:
 
     config = parse_config(["--config", str(Path(__file__).resolve().parents[1] / "recipes" / "smollm.yaml")])
     assert config.model_name_or_path == SMOLLM_MODEL
-    assert config.use_peft and config.template == "chat" and config.warm_start_steps == 0
+    assert config.use_peft and config.template == "chat" and config.warm_start_steps > 0, "it needs the format"
     assert config.rollouts_per_step == 8
