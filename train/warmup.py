@@ -20,6 +20,8 @@ dataset preprocessing for no gain here.
 from __future__ import annotations
 
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -188,13 +190,24 @@ def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], conf
     if "tensorboard" in config.report_to and main:
         writer = SummaryWriter(log_dir=str(Path(config.output_dir) / "runs" / "selfplay"))
     progress = tqdm(total=config.warm_start_steps, desc="warm start", dynamic_ncols=True, disable=not main)
+    interrupted = False
+
+    def interrupt(signum: int, frame: Any) -> None:
+        nonlocal interrupted
+        interrupted = True
 
     def log(step: int, loss: float) -> None:
         if writer is not None:
             writer.add_scalar("warm_start/loss", loss, step - config.warm_start_steps)
         progress.update(1)
         progress.set_postfix({"loss": f"{loss:.3g}"}, refresh=False)
+        if interrupted:
+            raise KeyboardInterrupt
 
+    # Ctrl-C sets a flag that ends the warm start after the current step: a KeyboardInterrupt raised where the
+    # signal lands could fall in a finalizer, where Python drops it.
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, interrupt) if on_main_thread else None
     try:
         return train_format(
             model,
@@ -207,6 +220,8 @@ def warm_up(model: Any, tokenizer: Any, families: Mapping[str, TaskFamily], conf
             log=log,
         )
     finally:
+        if on_main_thread:
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
         progress.close()
         if writer is not None:
             writer.close()
