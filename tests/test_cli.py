@@ -8,7 +8,7 @@ import sys
 import pytest
 
 HELP_MENTIONS = {
-    ("train",): ["Flywheel options", "--heldout_per_family", "--guards", "--rails"],
+    ("train",): ["Flywheel options", "--heldout_per_family", "--guards", "--rails", "--sandbox_workers"],
     ("eval",): ["--model", "--tasks", "--samples", "--output"],
     ("ledger",): ["summary", "show", "export", "replay"],
     ("model",): ["convert-smollm"],

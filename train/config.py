@@ -17,7 +17,7 @@ from flywheel.envs.rails import Rails
 from flywheel.envs.rewards import RewardConfig
 from flywheel.train.advantages import ESTIMATORS
 from flywheel.train.guards import GuardsConfig
-from flywheel.verifiers.sandbox.config import MAX_WORKERS
+from flywheel.verifiers.sandbox.config import SandboxConfig
 from trl import GRPOConfig
 
 ROLES = ("propose", "solve")
@@ -357,8 +357,11 @@ class FlywheelConfig(GRPOConfig):
         self.guards_config()
         if self.warm_start_learning_rate <= 0:
             raise ValueError(f"warm_start_learning_rate must be above 0, not {self.warm_start_learning_rate}")
-        if self.sandbox_workers is not None and self.sandbox_workers > MAX_WORKERS:
-            raise ValueError(f"sandbox_workers must be at most {MAX_WORKERS}, not {self.sandbox_workers}")
+        if self.sandbox_workers is not None:
+            try:
+                SandboxConfig(workers=self.sandbox_workers)
+            except ValueError as error:
+                raise ValueError(f"sandbox_workers: {error}") from None
         for entry in self.seed_files:
             family, sep, _ = entry.partition("=")
             if not sep or family not in self.families:
