@@ -4,7 +4,7 @@
 `Agent` renders family prompts and samples completions; `configure_threads` sets torch's CPU threads.
 """
 
-from flywheel.agents.agent import INSTRUCTION, R1_TEMPLATE, Agent
+from flywheel.agents.agent import INSTRUCTION, PLAIN_TEMPLATE, R1_TEMPLATE, TEMPLATES, Agent
 from flywheel.agents.model import (
     TINY_MODEL,
     build_tiny_model,
@@ -16,7 +16,9 @@ from flywheel.agents.model import (
 
 __all__ = [
     "INSTRUCTION",
+    "PLAIN_TEMPLATE",
     "R1_TEMPLATE",
+    "TEMPLATES",
     "TINY_MODEL",
     "Agent",
     "build_tiny_model",

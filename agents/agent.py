@@ -11,7 +11,7 @@ from flywheel.envs.base import ROLES, Prompt
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-Template = Literal["auto", "r1", "chat"]
+Template = Literal["auto", "r1", "plain", "chat"]
 Role = Literal["propose", "solve"]
 
 INSTRUCTION = (
@@ -22,14 +22,21 @@ INSTRUCTION = (
 )
 """The R1 instruction as used by Absolute Zero Reasoner, for both roles."""
 
-R1_TEMPLATE = INSTRUCTION + " User: {prompt}\nAssistant: <think>"
+PLAIN_TEMPLATE = "User: {prompt}\nAssistant: <think>"
+"""The r1 template without the R1 instruction: for a small model trained from scratch, which learns the
+format in its warm start and would spend most of its compute on the instruction's tokens."""
+R1_TEMPLATE = INSTRUCTION + " " + PLAIN_TEMPLATE
 """The r1 prompt ends inside the opened ``<think>``; see `Agent.completion_text`."""
+TEXT_TEMPLATES = {"r1": R1_TEMPLATE, "plain": PLAIN_TEMPLATE}
+"""The plain-text templates, which both end inside the opened ``<think>``."""
+TEMPLATES: tuple[Template, ...] = ("auto", "r1", "plain", "chat")
 
 
 class Agent:
     """Renders family prompts for one model and samples completions from it.
 
-    `template`: ``"r1"`` (the plain-text R1 template above), ``"chat"`` (the tokenizer's chat
+    `template`: ``"r1"`` (the plain-text R1 template above), ``"plain"`` (the same without the R1
+    instruction), ``"chat"`` (the tokenizer's chat
     template with `INSTRUCTION` as the system message) or ``"auto"`` (chat when the tokenizer has a
     chat template, else r1). `role_preambles` optionally maps a role to text put before the family
     prompt; by default there is none, as in AZR, where the family prompt says what to do.
@@ -46,8 +53,8 @@ class Agent:
         top_p: float = 1.0,
         role_preambles: Mapping[str, str] | None = None,
     ) -> None:
-        if template not in ("auto", "r1", "chat"):
-            raise ValueError(f"template must be 'auto', 'r1' or 'chat', got {template!r}")
+        if template not in TEMPLATES:
+            raise ValueError(f"template must be 'auto', 'r1', 'plain' or 'chat', got {template!r}")
         has_chat_template = bool(getattr(tokenizer, "chat_template", None))
         if template == "chat" and not has_chat_template:
             raise ValueError("template='chat' needs a tokenizer with a chat_template")
@@ -60,7 +67,7 @@ class Agent:
             raise ValueError("the tokenizer needs a pad token (load it with load_policy)")
         self.model = model
         self.tokenizer = tokenizer
-        self.template: Literal["r1", "chat"] = template
+        self.template: Literal["r1", "plain", "chat"] = template
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.top_p = top_p
@@ -74,21 +81,21 @@ class Agent:
         preamble = self.role_preambles.get(role, "")
         if preamble:
             text = f"{preamble}\n\n{text}"
-        if self.template == "r1":
-            return R1_TEMPLATE.format(prompt=text)
+        if self.template in TEXT_TEMPLATES:
+            return TEXT_TEMPLATES[self.template].format(prompt=text)
         messages = [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": text}]
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def completion_text(self, raw: str) -> str:
-        """What a family parser should read for a generated completion. The r1 prompt already
-        opened ``<think>``, so the completion is re-prefixed with it to give the full
+        """What a family parser should read for a generated completion. The r1 and plain prompts
+        already opened ``<think>``, so the completion is re-prefixed with it to give the full
         ``<think>…</think><answer>…</answer>``; chat completions are returned unchanged."""
-        return "<think>" + raw if self.template == "r1" else raw
+        return "<think>" + raw if self.template in TEXT_TEMPLATES else raw
 
     def raw_completion(self, text: str) -> str:
         """The inverse of `completion_text`: what the model must generate for a parser to read `text`
         (a supervised target, e.g. a reference answer in the format warm-up)."""
-        return text.removeprefix("<think>") if self.template == "r1" else text
+        return text.removeprefix("<think>") if self.template in TEXT_TEMPLATES else text
 
     def generate(
         self, prompts: Sequence[str], num_samples: int = 1, *, seed: int | None = None, batch_size: int = 32
@@ -127,7 +134,7 @@ class Agent:
                     expanded[start : start + batch_size],
                     return_tensors="pt",
                     padding=True,
-                    add_special_tokens=self.template == "r1",
+                    add_special_tokens=self.template in TEXT_TEMPLATES,
                 ).to(device)
                 generated = self.model.generate(**batch, **options)
                 new_tokens = generated[:, batch["input_ids"].shape[1] :]

@@ -97,8 +97,10 @@ class MathAnswer(MathFamily):
     def solver_prompt(self, task: Task) -> Prompt:
         example = format_answer(("answer", "..."), think="...")
         text = (
-            f"## Task: solve the problem\n\n{task.payload['problem']}\n\n{ANSWER_ONLY} {ANSWER_RULES}\n\n"
-            f"{FORMAT_RULES}\n{example}"
+            f"## Task: solve the problem\n\n{task.payload['problem']}\n\n"
+            + self.instructions(f"{ANSWER_ONLY} {ANSWER_RULES}")
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 

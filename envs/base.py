@@ -74,6 +74,16 @@ class Verdict:
 class FamilyConfig:
     """Base for per-family settings; subclasses add fields with `metadata={"help": ...}`."""
 
+    terse_prompts: bool = field(
+        default=False,
+        kw_only=True,
+        metadata={
+            "help": "Leave the instructions out of the prompts (`TaskFamily.instructions`): the task, its blocks "
+            "and the answer skeleton stay. For a small model trained from scratch, which learns the format in "
+            "its warm start and would spend most of its compute on instruction tokens."
+        },
+    )
+
     def validate(self) -> None:
         """Raise ValueError on settings that cannot work. Subclasses extend this."""
 
@@ -157,6 +167,12 @@ class TaskFamily(ABC):
             if verifiers is not None
             else SharedVerifiers(self.rails.sandbox_config(), self.rails.math_settings())
         )
+
+    def instructions(self, text: str, end: str = "\n\n") -> str:
+        """Prose in a prompt that tells the model what to do, followed by `end`; nothing when the config
+        sets `terse_prompts`. Prompt builders wrap every such paragraph in it and write the task itself
+        (its code, expression, pairs and answer skeleton) around it."""
+        return "" if self.config.terse_prompts else text + end
 
     # --- proposer side -----------------------------------------------------------------
     @abstractmethod

@@ -480,8 +480,11 @@ class _InputOutputFamily(CodeFamily):
         example = format_answer(("python", "def f(...):\n    ..."), ("input", "..."), think="...")
         text = (
             "## Task: create a Python function `f` and one input for it\n\n"
-            f"Design a new snippet, different from the references, {self.challenge}\n\n"
-            f"{PROGRAM_RULES}\n\n### Reference snippets\n{shown}\n\n### Answer format\n{FORMAT_RULES}\n{example}"
+            + self.instructions(f"Design a new snippet, different from the references, {self.challenge}")
+            + self.instructions(PROGRAM_RULES)
+            + f"### Reference snippets\n{shown}\n\n### Answer format\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text, context={"references": [task.task_id for task in references]})
 
@@ -538,8 +541,12 @@ class CodeDeduction(_InputOutputFamily):
         example = format_answer(("output", "..."), think="...")
         text = (
             "## Task: predict the output\n\n"
-            "Given the function `f` and the input below, give the value `f` returns, as a Python literal.\n\n"
-            f"```python\n{payload['program']}\n```\n```input\n{payload['input']}\n```\n\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                "Given the function `f` and the input below, give the value `f` returns, as a Python literal."
+            )
+            + f"```python\n{payload['program']}\n```\n```input\n{payload['input']}\n```\n\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 
@@ -574,9 +581,13 @@ class CodeAbduction(_InputOutputFamily):
         example = format_answer(("input", "..."), think="...")
         text = (
             "## Task: find an input\n\n"
-            "Give an input (the argument list of one call, literals only: `[1, 2], 'x'` means f([1, 2], 'x')) "
-            "for which the function `f` below returns the given output. Any such input is accepted.\n\n"
-            f"```python\n{payload['program']}\n```\n```output\n{payload['output']}\n```\n\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                "Give an input (the argument list of one call, literals only: `[1, 2], 'x'` means f([1, 2], 'x')) "
+                "for which the function `f` below returns the given output. Any such input is accepted."
+            )
+            + f"```python\n{payload['program']}\n```\n```output\n{payload['output']}\n```\n\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 
@@ -653,15 +664,21 @@ class CodeInduction(InductionFamily, CodeFamily):
         example = format_answer(("input", "..."), ("input", "..."), ("message", "..."), think="...")
         text = (
             f"## Task: write {n} inputs and a message for a function\n\n"
-            f"A test subject will see your message and about half of the input/output pairs of the function `f` "
-            f"below, but not its code, and must write a function that reproduces `f` on all {n} inputs, the "
-            "unseen ones included. Choose distinct inputs that together reveal what `f` does, and a short "
-            "message that hints at it without giving the code away.\n\n"
-            f"- Write each input in its own ```input block: the argument list of one call, literals only "
-            f"(`[1, 2], 'x'` means f([1, 2], 'x')).\n- Write the message in one ```message block.\n"
-            "- To use your own function instead, add it in a ```python block (a function `f` of at least one "
-            "argument, deterministic, standard library only).\n\n"
-            f"```python\n{program}\n```\n\n### Answer format\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                f"A test subject will see your message and about half of the input/output pairs of the function "
+                f"`f` below, but not its code, and must write a function that reproduces `f` on all {n} inputs, "
+                "the unseen ones included. Choose distinct inputs that together reveal what `f` does, and a short "
+                "message that hints at it without giving the code away."
+            )
+            + self.instructions(
+                "- Write each input in its own ```input block: the argument list of one call, literals only "
+                "(`[1, 2], 'x'` means f([1, 2], 'x')).\n- Write the message in one ```message block.\n"
+                "- To use your own function instead, add it in a ```python block (a function `f` of at least one "
+                "argument, deterministic, standard library only)."
+            )
+            + f"```python\n{program}\n```\n\n### Answer format\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text, context={"program": program, "references": [task.task_id for task in references]})
 
@@ -740,10 +757,14 @@ class CodeInduction(InductionFamily, CodeFamily):
         example = format_answer(("python", "def f(...):\n    ..."), think="...")
         text = (
             "## Task: write the function\n\n"
-            "Write a Python function `f` that maps each input below (an argument list: `[1, 2], 'x'` means "
-            "f([1, 2], 'x')) to its output. It is also tested on hidden inputs, so implement the general rule. "
-            f"Standard-library imports are allowed.\n\nMessage from the task author:\n{payload['message']}\n\n"
-            f"{pairs}\n\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                "Write a Python function `f` that maps each input below (an argument list: `[1, 2], 'x'` means "
+                "f([1, 2], 'x')) to its output. It is also tested on hidden inputs, so implement the general "
+                "rule. Standard-library imports are allowed."
+            )
+            + f"Message from the task author:\n{payload['message']}\n\n{pairs}\n\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 

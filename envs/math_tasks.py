@@ -479,14 +479,20 @@ class _OperationFamily(MathFamily):
         example = format_answer(("operation", "..."), ("expression", "..."), think="...")
         text = (
             "## Task: create a math problem that SymPy can compute\n\n"
-            f"Choose one operation and an expression, different from the references, {self.challenge}\n\n"
-            f"Operations:\n{operations}\n\n{EXPRESSION_RULES}\n"
-            f"Bounds: at most {self.rails.max_expression_nodes} expression nodes, integer powers up to "
-            f"{self.rails.max_degree}, numbers of at most {self.rails.max_digits} digits (the result too), and the "
-            "result must differ from the expression.\n"
-            "Write the operation name in an ```operation block, the expression in an ```expression block and, "
-            "only when the operation takes parameters, one `name: value` per line in a ```params block.\n\n"
-            f"### Reference problems\n{shown or '(none yet)'}\n\n### Answer format\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                f"Choose one operation and an expression, different from the references, {self.challenge}"
+            )
+            + self.instructions(
+                f"Operations:\n{operations}\n\n{EXPRESSION_RULES}\n"
+                f"Bounds: at most {self.rails.max_expression_nodes} expression nodes, integer powers up to "
+                f"{self.rails.max_degree}, numbers of at most {self.rails.max_digits} digits (the result too), and "
+                "the result must differ from the expression.\n"
+                "Write the operation name in an ```operation block, the expression in an ```expression block and, "
+                "only when the operation takes parameters, one `name: value` per line in a ```params block."
+            )
+            + f"### Reference problems\n{shown or '(none yet)'}\n\n### Answer format\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text, context={"references": [task.task_id for task in references]})
 
@@ -619,8 +625,12 @@ class MathDeduction(_OperationFamily):
     def solver_prompt(self, task: Task) -> Prompt:
         question = _describe(task.payload, OPERATION_INFO[task.payload["operation"]].forward)
         example = format_answer(("answer", "..."), think="...")
-        rules = f"{EXPRESSION_RULES} {ANSWER_RULES}"
-        text = f"## Task: compute the result\n\n{question}\n\n{rules}\n\n{FORMAT_RULES}\n{example}"
+        text = (
+            f"## Task: compute the result\n\n{question}\n\n"
+            + self.instructions(f"{EXPRESSION_RULES} {ANSWER_RULES}")
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
+        )
         return Prompt(text=text)
 
     def _answer_requests(self, task: Task, answer: str) -> list[ComputeRequest]:
@@ -682,8 +692,12 @@ class MathAbduction(_OperationFamily):
         question = _describe(task.payload, OPERATION_INFO[task.payload["operation"]].inverse)
         example = format_answer(("answer", "..."), think="...")
         text = (
-            f"## Task: find an input\n\n{question} Any such input is accepted, except {task.payload['result']} "
-            f"itself.\n\n{EXPRESSION_RULES} {ANSWER_RULES}\n\n{FORMAT_RULES}\n{example}"
+            f"## Task: find an input\n\n{question}\n\n"
+            + self.instructions(
+                f"Any such input is accepted, except {task.payload['result']} itself. {EXPRESSION_RULES} {ANSWER_RULES}"
+            )
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 
@@ -743,15 +757,21 @@ class MathInduction(InductionFamily, MathFamily):
         example = format_answer(("input", "..."), ("input", "..."), ("message", "..."), think="...")
         text = (
             f"## Task: write {n} inputs and a message for a function\n\n"
-            f"A test subject will see your message and about half of the pairs (x, f(x)) of the function "
-            f"f(x) = {expression}, but not its formula, and must write a formula that gives exactly f(x) at all "
-            f"{n} inputs, the unseen ones included. Choose distinct inputs that together pin down f, and a short "
-            "message that hints at it without giving the formula away.\n\n"
-            f"- Write each input in its own ```input block: an integer or a fraction such as `-3/2`, at most "
-            f"{self.rails.max_digits} digits.\n- Write the message in one ```message block.\n"
-            f"- To use your own function instead, add it in an ```expression block ({EXPRESSION_RULES} At most "
-            f"{self.rails.max_expression_nodes} nodes and powers up to {self.rails.max_degree}.)\n\n"
-            f"### Answer format\n{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                f"A test subject will see your message and about half of the pairs (x, f(x)) of the function f "
+                f"below, but not its formula, and must write a formula that gives exactly f(x) at all {n} inputs, "
+                "the unseen ones included. Choose distinct inputs that together pin down f, and a short message "
+                "that hints at it without giving the formula away."
+            )
+            + self.instructions(
+                f"- Write each input in its own ```input block: an integer or a fraction such as `-3/2`, at most "
+                f"{self.rails.max_digits} digits.\n- Write the message in one ```message block.\n"
+                f"- To use your own function instead, add it in an ```expression block ({EXPRESSION_RULES} At most "
+                f"{self.rails.max_expression_nodes} nodes and powers up to {self.rails.max_degree}.)"
+            )
+            + f"f(x) = {expression}\n\n### Answer format\n"
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(
             text=text, context={"expression": expression, "references": [task.task_id for task in references]}
@@ -857,10 +877,14 @@ class MathInduction(InductionFamily, MathFamily):
         example = format_answer(("answer", "..."), think="...")
         text = (
             "## Task: find the function\n\n"
-            "Write a formula for f(x) that gives exactly the values below. It is also evaluated exactly at "
-            f"hidden inputs, so find the general rule.\n\nMessage from the task author:\n{payload['message']}\n\n"
-            f"{pairs}\n\n{EXPRESSION_RULES} {ANSWER_RULES} Write only the formula (no `f(x) =`).\n\n"
-            f"{FORMAT_RULES}\n{example}"
+            + self.instructions(
+                "Write a formula for f(x) that gives exactly the values below. It is also evaluated exactly at "
+                "hidden inputs, so find the general rule."
+            )
+            + f"Message from the task author:\n{payload['message']}\n\n{pairs}\n\n"
+            + self.instructions(f"{EXPRESSION_RULES} {ANSWER_RULES} Write only the formula (no `f(x) =`).")
+            + self.instructions(FORMAT_RULES, end="\n")
+            + example
         )
         return Prompt(text=text)
 

@@ -15,6 +15,7 @@ import json
 import random
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import gymnasium
@@ -56,7 +57,8 @@ def check_family(
 
     * its seed tasks are plain data: they round-trip through JSON, `make_task` and a `TaskStore` buffer;
     * prompts render: `solver_prompt` for every seed (deterministically), `proposer_prompt` with the seeds
-      and with no references, with JSON-serialisable contexts;
+      and with no references, with JSON-serialisable contexts; with `terse_prompts` each prompt only leaves
+      lines out (every line it keeps is a line of the full prompt) and keeps the same context;
     * reference answers verify as correct and wrong answers as well-formed wrong ones;
     * malformed model output is a scored failure, never an exception, in `verify` and `propose`;
     * its `example_proposals` validate (a proposing family must declare some), and their tasks keep the
@@ -111,10 +113,12 @@ def _check_plain_data(family: TaskFamily, seeds: Sequence[Task]) -> None:
 
 
 def _check_prompts(family: TaskFamily, seeds: Sequence[Task]) -> None:
+    terse = type(family)(replace(family.config, terse_prompts=True), family.verifiers, family.rails)
     for task in seeds:
         prompt = family.solver_prompt(task)
         _require(_renders(prompt), f"{family.name}: solver_prompt({task.task_id}) is not a Prompt with text")
         _require(prompt == family.solver_prompt(task), f"{family.name}: solver_prompt({task.task_id}) varies")
+        _check_terse(family.name, f"solver_prompt({task.task_id})", prompt, terse.solver_prompt(task))
     for references in (list(seeds), []):
         prompt = family.proposer_prompt(references, random.Random(0))
         shown = f"{len(references)} references"
@@ -123,6 +127,16 @@ def _check_prompts(family: TaskFamily, seeds: Sequence[Task]) -> None:
             prompt == family.proposer_prompt(references, random.Random(0)),
             f"{family.name}: proposer_prompt with {shown} differs for the same rng seed",
         )
+        terse_prompt = terse.proposer_prompt(references, random.Random(0))
+        _check_terse(family.name, f"proposer_prompt with {shown}", prompt, terse_prompt)
+
+
+def _check_terse(name: str, what: str, full: Prompt, terse: Prompt) -> None:
+    _require(_renders(terse), f"{name}: {what} with terse_prompts is not a Prompt with text")
+    _require(terse.context == full.context, f"{name}: {what} has another context with terse_prompts")
+    kept = set(full.text.splitlines())
+    extra = [line for line in terse.text.splitlines() if line not in kept]
+    _require(not extra, f"{name}: {what} with terse_prompts adds lines the full prompt lacks: {extra[:3]}")
 
 
 def _renders(prompt: Any) -> bool:

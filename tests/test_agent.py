@@ -110,6 +110,16 @@ def test_render_r1_both_roles(agent: Agent) -> None:
         agent.render("x", "judge")  # type: ignore[arg-type]
 
 
+def test_render_plain_leaves_the_instruction_out(policy) -> None:
+    model, tokenizer = policy
+    agent = Agent(model, tokenizer, template="plain")
+    assert agent.render(Prompt("Write a function."), "propose") == "User: Write a function.\nAssistant: <think>"
+    assert agent.completion_text("a</think><answer>4</answer>") == "<think>a</think><answer>4</answer>"
+    assert agent.raw_completion("<think>a</think>") == "a</think>"
+    with pytest.raises(ValueError, match="'plain'"):
+        Agent(model, tokenizer, template="bare")  # type: ignore[arg-type]
+
+
 def test_role_preambles(policy) -> None:
     model, tokenizer = policy
     agent = Agent(model, tokenizer, role_preambles={"propose": "Design a new task."})

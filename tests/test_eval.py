@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from flywheel.agents import Agent
 from flywheel.envs import Prompt, Task, TaskFamily, make_family
 from flywheel.envs.resources import SharedVerifiers
 from flywheel.envs.task_files import TaskFileError, load_task_file, read_task_file
@@ -185,6 +186,25 @@ def test_cli_with_the_tiny_model(mixed_file: Path, tmp_path: Path, capsys: pytes
     assert set(totals["per_source"]) == {"mixed", "mixed-2"}
     assert "pass@1" not in totals
     assert "total" in capsys.readouterr().err
+
+
+def test_cli_terse_prompts_with_the_plain_template(
+    mixed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The laptop recipe's prompts: no R1 instruction, no family instructions, the task's blocks kept."""
+    rendered: list[str] = []
+    render = Agent.render
+
+    def recording_render(self: Agent, prompt: Prompt | str, role: str) -> str:
+        rendered.append(render(self, prompt, role))
+        return rendered[-1]
+
+    monkeypatch.setattr(Agent, "render", recording_render)
+    argv = ["--model", "flywheel/tiny", "--tasks", str(mixed_file), "--limit", "4", "--max_new_tokens", "4"]
+    assert main([*argv, "--template", "plain", "--terse_prompts", "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert len(rendered) == 4 and all(text.startswith("User: ## Task: ") for text in rendered)
+    assert not any("Think step by step" in text for text in rendered)
+    assert any("```python" in text for text in rendered)  # the code rows keep their program
 
 
 def test_cli_sampling_reports_pass_at_k(mixed_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,13 +6,16 @@ New families (math, plug-ins imported by `flywheel.envs`) are picked up automati
 from __future__ import annotations
 
 import json
+import random
+import re
 from collections.abc import Iterator
 
 import flywheel.envs
 import gymnasium
 import numpy as np
 import pytest
-from flywheel.envs import Task, family_names, make_family
+from flywheel.envs import Prompt, Task, family_names, make_family
+from flywheel.envs.code_tasks import CodeDeduction
 from flywheel.envs.gym_envs import ProposeEnv, SolveEnv
 from flywheel.envs.resources import SharedVerifiers
 from flywheel.envs.testing import FamilyCheckError, check_family
@@ -49,6 +52,30 @@ def test_check_family_names_the_broken_invariant(verifiers):
     family.wrong_answer = family.reference_answer  # a "wrong" answer that verifies
     with pytest.raises(FamilyCheckError, match="wrong answer of seed tasks"):
         check_family(family, verifiers=verifiers, environments=False)
+
+
+def test_check_family_refuses_a_terse_prompt_that_adds_text(verifiers):
+    class AddsText(CodeDeduction):
+        def solver_prompt(self, task: Task) -> Prompt:
+            prompt = super().solver_prompt(task)
+            return Prompt(prompt.text + "\nOnly here.") if self.config.terse_prompts else prompt
+
+    with pytest.raises(
+        FamilyCheckError, match=re.escape("terse_prompts adds lines the full prompt lacks: ['Only here.']")
+    ):
+        check_family(AddsText(verifiers=verifiers), verifiers=verifiers, environments=False)
+    check_family(CodeDeduction(verifiers=verifiers), verifiers=verifiers, environments=False)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_terse_prompts_are_shorter(name, verifiers):
+    full = make_family(name, verifiers=verifiers)
+    terse = make_family(name, {"terse_prompts": True}, verifiers)
+    seeds = full.seed_tasks()
+    assert len(terse.solver_prompt(seeds[0]).text) < len(full.solver_prompt(seeds[0]).text)
+    if "propose" in full.roles:
+        rng = random.Random(0)
+        assert len(terse.proposer_prompt(seeds, rng).text) < len(full.proposer_prompt(seeds, random.Random(0)).text)
 
 
 def scripted_action(env) -> str:

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from flywheel.agents.agent import TEMPLATES
 from flywheel.envs.rails import Rails
 from flywheel.envs.rewards import RewardConfig
 from flywheel.train.advantages import ESTIMATORS
@@ -41,7 +42,6 @@ POSITIVE_FIELDS = frozenset(
     }
 )
 """Integer fields that must be at least 1 (the others must be at least 0)."""
-TEMPLATES = ("auto", "r1", "chat")
 
 
 @dataclass
@@ -59,8 +59,9 @@ class FlywheelConfig(GRPOConfig):
     template: str = field(
         default="auto",
         metadata={
-            "help": "Prompt template: 'r1' (plain text, ends with 'Assistant: <think>'), 'chat' (the "
-            "tokenizer's chat template) or 'auto' (chat when the tokenizer has one, else r1)."
+            "help": "Prompt template: 'r1' (plain text, ends with 'Assistant: <think>'), 'plain' (r1 without "
+            "the R1 instruction, for small models trained from scratch), 'chat' (the tokenizer's chat "
+            "template) or 'auto' (chat when the tokenizer has one, else r1)."
         },
     )
     use_peft: bool = field(

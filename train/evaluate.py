@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.agents import Agent
+from flywheel.agents import TEMPLATES, Agent
 from flywheel.envs.base import Prompt, Task, TaskFamily
 
 Generate = Callable[[Sequence[Prompt], int], list[list[str]]]
@@ -261,7 +261,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--mode", choices=["deduction", "abduction"], default="deduction", help="for code rows")
     parser.add_argument("--batch_size", type=int, default=32, help="answers generated per batch")
-    parser.add_argument("--template", choices=["auto", "r1", "chat"], default="auto", help="prompt template")
+    parser.add_argument("--template", choices=list(TEMPLATES), default="auto", help="prompt template")
+    parser.add_argument(
+        "--terse_prompts",
+        action="store_true",
+        help="prompts without their instructions, for a model trained with terse_prompts (the laptop recipe: "
+        "use with --template plain)",
+    )
     parser.add_argument("--output", default=None, help="write the JSON lines here instead of stdout")
     return parser
 
@@ -306,7 +312,7 @@ def main(argv: Sequence[str]) -> int:
             return 2
         agent = Agent(model, tokenizer, template=args.template)
         families = {
-            name: make_family(name, None, verifiers)
+            name: make_family(name, {"terse_prompts": True} if args.terse_prompts else None, verifiers)
             for name in sorted({t.family for ts in task_sets.values() for t in ts})
         }
         report = evaluate(
