@@ -71,18 +71,20 @@ def code_inputs(rng: random.Random, n: int) -> list[str]:
     return [make_input(rng) for _ in range(n)]
 
 
+# The ranges are wide enough that a run's buffer (some hundreds of tasks per family) stays a small part
+# of each operation's space: a proposer drawing from the warm start's distribution rarely repeats a task.
 def _evaluate(rng: random.Random) -> tuple[str, dict[str, str]]:
-    a, b = rng.randint(1, 5), rng.randint(1, 9)
-    return rng.choice((f"{a}*x**2 + {b}", f"x**3 - {b}*x", f"{a}*x + {b}")), {"x": str(rng.randint(-5, 5))}
+    a, b = rng.randint(1, 9), rng.randint(1, 20)
+    return rng.choice((f"{a}*x**2 + {b}", f"x**3 - {b}*x", f"{a}*x + {b}")), {"x": str(rng.randint(-9, 9))}
 
 
 def _expand(rng: random.Random) -> tuple[str, dict[str, str]]:
-    a, b = rng.randint(1, 6), rng.randint(1, 6)
+    a, b = rng.randint(1, 12), rng.randint(1, 12)
     return rng.choice((f"(x + {a})*(x - {b})", f"(x + {a})**2", f"{a}*(x + {b})")), {}
 
 
 def _factor(rng: random.Random) -> tuple[str, dict[str, str]]:
-    a, b = rng.randint(1, 6), rng.randint(1, 6)
+    a, b = rng.randint(1, 12), rng.randint(1, 12)
     return f"x**2 + {a + b}*x + {a * b}", {}
 
 
@@ -92,7 +94,7 @@ def _simplify(rng: random.Random) -> tuple[str, dict[str, str]]:
 
 
 def _differentiate(rng: random.Random) -> tuple[str, dict[str, str]]:
-    a, n = rng.randint(1, 5), rng.randint(2, 4)
+    a, n = rng.randint(1, 12), rng.randint(2, 5)
     return rng.choice((f"{a}*x**{n}", f"x**{n} + {a}*x", f"sin({a}*x)")), {}
 
 

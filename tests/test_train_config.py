@@ -42,11 +42,12 @@ def test_command_line_overrides_the_recipe() -> None:
 
 
 def test_settings_of_families_not_played_are_dropped() -> None:
-    """The laptop recipe configures math_deduction; playing only code_deduction must still parse."""
-    config = parse_config(["--families", "code_deduction"])
-    assert config.families == ["code_deduction"] and not config.family_configs
+    """The laptop recipe configures code_deduction and math_deduction; playing code_abduction must still parse."""
+    config = parse_config(["--families", "code_abduction"])
+    assert config.families == ["code_abduction"] and not config.family_configs
     played = parse_config([])
     assert played.family_configs["math_deduction"]["operations"] == ["evaluate", "expand", "factor", "differentiate"]
+    assert all(played.family_configs[name]["terse_prompts"] for name in played.families)
 
 
 @pytest.mark.parametrize(
