@@ -36,10 +36,10 @@ class Agent:
     """Renders family prompts for one model and samples completions from it.
 
     `template`: ``"r1"`` (the plain-text R1 template above), ``"plain"`` (the same without the R1
-    instruction), ``"chat"`` (the tokenizer's chat
-    template with `INSTRUCTION` as the system message) or ``"auto"`` (chat when the tokenizer has a
-    chat template, else r1). `role_preambles` optionally maps a role to text put before the family
-    prompt; by default there is none, as in AZR, where the family prompt says what to do.
+    instruction), ``"chat"`` (the tokenizer's chat template with `INSTRUCTION` as the system message) or
+    ``"auto"`` (chat when the tokenizer has a chat template, else r1). `role_preambles` optionally maps a
+    role to text put before the family prompt; by default there is none, as in AZR, where the family
+    prompt says what to do.
     """
 
     def __init__(
