@@ -1,6 +1,7 @@
 """Flywheel self-play step vs a plain TRL GRPO step, same tiny model, same prompts and generation counts.
 
     .venv/bin/python benchmarks/train_step.py [--steps 4] [--families code_deduction math_deduction]
+        [--template plain] [--full_prompts]
 
 Both trainers run in this process, one after the other, on the same prompt set (the rendered proposer and
 solver prompts of a first self-play step), `num_generations` samples per prompt and one completion length.
@@ -9,7 +10,8 @@ samples (the n solve-rate estimates, needed by design) excluded, those samples' 
 measured cost of estimating one task), and the share of the self-play step spent in verification (proposal
 validation + answer checking). Both trainers start from the same weights: the tiny model after the format
 warm-up of `flywheel train` (`--warm_start_steps`, 0 to skip), so that proposals and answers are readable and
-reach the sandbox and the math checker, as they do in a real run.
+reach the sandbox and the math checker, as they do in a real run. Prompts are the laptop recipe's (the plain
+template, the families' `terse_prompts`); `--template r1 --full_prompts` measures the AZR-style prompts.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main() -> None:
     parser.add_argument("--num_generations", type=int, default=4)
     parser.add_argument("--length", type=int, default=64, help="max completion tokens (both roles)")
     parser.add_argument("--warm_start_steps", type=int, default=150, help="format warm-up before both trainers")
+    parser.add_argument("--template", default="plain", help="prompt template (the laptop recipe's: plain)")
+    parser.add_argument("--full_prompts", action="store_true", help="prompts with their instructions")
     options = parser.parse_args()
 
     from datasets import Dataset
@@ -72,14 +76,15 @@ def main() -> None:
         k_references=2,
         max_proposer_completion_length=options.length,
         max_solver_completion_length=options.length,
-        template="r1",
+        template=options.template,
         warm_start_steps=options.warm_start_steps,
         warm_start_examples=256,
         warm_start_batch_size=8,
         warm_start_learning_rate=5e-3,
         **common,
     )
-    families = {name: make_family(name) for name in options.families}
+    family_config = None if options.full_prompts else {"terse_prompts": True}
+    families = {name: make_family(name, family_config) for name in options.families}
     game = SelfPlay(
         families, TaskStore(work / "tasks.sqlite"), config.reward_config(), buffer_capacity=1000, k_references=2, seed=0
     )
