@@ -4,7 +4,7 @@ completions; it holds no verification logic (that belongs to the task families).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 from flywheel.envs.base import ROLES, Prompt
 
@@ -29,7 +29,7 @@ R1_TEMPLATE = INSTRUCTION + " " + PLAIN_TEMPLATE
 """The r1 prompt ends inside the opened ``<think>``; see `Agent.completion_text`."""
 TEXT_TEMPLATES = {"r1": R1_TEMPLATE, "plain": PLAIN_TEMPLATE}
 """The plain-text templates, which both end inside the opened ``<think>``."""
-TEMPLATES: tuple[Template, ...] = ("auto", "r1", "plain", "chat")
+TEMPLATES: tuple[Template, ...] = get_args(Template)
 
 
 class Agent:

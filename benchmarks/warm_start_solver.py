@@ -18,34 +18,34 @@ import argparse
 import random
 from pathlib import Path
 
+from flywheel.agents import TEMPLATES, Agent, configure_threads, load_policy, load_tokenizer
+
 TASK_SEED = 12345
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run directories holding warm-start/")
-    parser.add_argument("--family", default="code_deduction")
-    parser.add_argument("--template", default="r1")
-    parser.add_argument("--terse_prompts", action="store_true")
-    parser.add_argument("--tasks", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--family", default="code_deduction", help="the family whose solver is asked")
+    parser.add_argument("--template", default="r1", choices=TEMPLATES, help="the runs' prompt template")
+    parser.add_argument("--terse_prompts", action="store_true", help="the runs' families had terse_prompts")
+    parser.add_argument("--tasks", type=int, default=64, help="unseen tasks of the training distribution")
+    parser.add_argument("--samples", type=int, default=4, help="sampled answers per task (temperature 1)")
     options = parser.parse_args()
 
-    from flywheel.agents import Agent, configure_threads, load_policy
     from flywheel.envs import make_family
     from flywheel.train.evaluate import evaluate
     from flywheel.train.warmup import family_examples
 
     configure_threads()
     family = make_family(options.family, {"terse_prompts": True} if options.terse_prompts else None)
+    renderer = Agent(None, load_tokenizer(options.runs[0] / "warm-start"), template=options.template)
+    examples = family_examples(family, renderer, options.tasks, 2, random.Random(TASK_SEED))
+    tasks = [example.task for example in examples if example.role == "solve"]
     print(f"{'run':40} {'greedy':>7} {'sampled':>8} {'format errors':>14}")
-    tasks = None
     for run in options.runs:
         model, tokenizer = load_policy(run / "warm-start")
         agent = Agent(model, tokenizer, template=options.template, max_new_tokens=32)
-        if tasks is None:
-            examples = family_examples(family, agent, options.tasks, 2, random.Random(TASK_SEED))
-            tasks = [example.task for example in examples if example.role == "solve"][: options.tasks]
         figures = []
         for samples, temperature in ((1, 0.0), (options.samples, 1.0)):
             report = evaluate(agent, {family.name: family}, {"unseen": tasks}, samples=samples, temperature=temperature)
