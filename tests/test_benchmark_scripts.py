@@ -1,0 +1,48 @@
+"""Benchmark scripts run as a user would: benchmarks/warm_start_solver.py on a run directory holding the tiny model
+as its warm start, benchmarks/solver_sft.py for a few seconds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from flywheel.agents import build_tiny_model
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "warm_start_solver.py"
+
+
+def test_prints_greedy_and_sampled_accuracy_per_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(build_tiny_model(), run / "warm-start")
+    argv = [sys.executable, str(SCRIPT), str(run), "--template", "plain", "--terse_prompts", "--tasks", "4"]
+    done = subprocess.run([*argv, "--samples", "2"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[-2:]
+    assert header.split() == ["run", "greedy", "sampled", "format", "errors"]
+    name, *figures = row.split()
+    assert name == str(run) and len(figures) == 3 and all(0.0 <= float(value) <= 1.0 for value in figures)
+    # An untrained model writes no answer format: every sampled answer is a format error.
+    assert float(figures[2]) == 1.0
+
+
+def test_refuses_an_unknown_template(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--template", "bare"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "invalid choice: 'bare'" in done.stderr
+
+
+def test_solver_sft_prints_accuracy_after_each_round() -> None:
+    argv = [sys.executable, str(BENCHMARKS / "solver_sft.py"), "--prompts", "terse", "--minutes", "0.01"]
+    done = subprocess.run(
+        [*argv, "--rounds", "2", "--examples", "16"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    head, *rounds = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert head["prompts"] == "terse" and head["examples"] == 16 and head["prompt_tokens"] < 120
+    assert len(rounds) == 2 and rounds[0]["steps"] >= 1 and rounds[1]["steps"] > rounds[0]["steps"]
+    assert all(0.0 <= entry[source] <= 1.0 for entry in rounds for source in ("unseen", "heldout"))
