@@ -1,15 +1,22 @@
 """A held-out task set for measuring transfer, generated at run time without any download.
 
 `heldout_tasks(families, per_family, seed)` builds, for every built-in family it is given, `per_family`
-tasks that test *near transfer*: the same skills the warm-up and self-play exercise (integer and list
-arithmetic, comprehensions, string slicing; substituting, expanding, factoring, differentiating, ...) on
-programs and expressions of shapes that neither the warm-up generators (`flywheel.envs.synthetic`) nor
-the families' zero-data seeds contain. How it is built:
+tasks that test *near transfer*: the operations the warm-up and self-play exercise (``+ - * %`` on
+integers and in list comprehensions, ``sum``, ``sorted``, ``len``, ``upper``, reversing slices;
+substituting, expanding, factoring, differentiating ... over sums, products, powers, ``sin`` and ``exp``)
+in program and expression shapes that neither the warm-up generators (`flywheel.envs.synthetic`) nor the
+families' zero-data seeds contain, on inputs drawn as the warm-up draws them. Only the shape is new, so
+held-out accuracy measures whether a model learnt the operations rather than the warm-up's programs.
+How it is built:
 
 * **Templates.** The tables below are separate from `synthetic.CODE_TEMPLATES` and
-  `synthetic.MATH_TEMPLATES`: every program and expression shape here is absent there (``x - k`` here,
-  ``x + k`` there; ``(x - a)**2`` here, ``(x + a)**2`` there). `tests/test_heldout.py` checks that no
-  generated held-out task equals a warm-up or seed task, by the family's own duplicate key.
+  `synthetic.MATH_TEMPLATES`: every program and expression shape here is absent there (``x - k`` and
+  ``sorted(x)[::-1]`` here, ``x + k``, ``sorted(x)`` and ``x[::-1]`` there; ``(x - a)**2`` here,
+  ``(x + a)**2`` there), and every operation here is used there. `tests/test_heldout.py` checks both
+  (the operations by syntax tree), and that no generated held-out task equals a warm-up or seed task by
+  the family's own duplicate key.
+* **Inputs.** Code inputs come from the warm-up's makers (`synthetic.int_input`, ...) and induction takes
+  the warm-up's number of inputs (``min_inputs``) and, for math, its integer points.
 * **Seeds.** Each family draws from its own generator, ``random.Random("flywheel-heldout/{seed}/{family}")``:
   a string seed, so the stream shares nothing with the integer-seeded generators of training, and
   the same `seed` gives the same tasks whatever other families are played.
@@ -25,7 +32,6 @@ says which do, and `heldout_tasks` skips the others (give those real files to ev
 from __future__ import annotations
 
 import random
-import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +39,7 @@ from flywheel.envs.base import Prompt, Task, TaskFamily
 from flywheel.envs.code_tasks import CodeAbduction, CodeDeduction, CodeInduction
 from flywheel.envs.math_tasks import MathAbduction, MathDeduction, MathInduction, operation_proposal_blocks
 from flywheel.envs.parsing import format_answer
-from flywheel.envs.synthetic import InputMaker
+from flywheel.envs.synthetic import InputMaker, int_input, int_list_input, rational_inputs, two_ints_input, word_input
 
 SOURCE = "heldout"
 """The source name held-out results are reported under (``eval/heldout/...``)."""
@@ -45,38 +51,26 @@ CANDIDATE_BATCH = 16
 MathMaker = Callable[[random.Random], tuple[str, dict[str, str]]]
 
 
-def _int(rng: random.Random) -> str:
-    return str(rng.randint(-9, 20))
-
-
-def _ints(rng: random.Random) -> str:
-    return str([rng.randint(0, 9) for _ in range(rng.randint(2, 5))])
-
-
-def _word(rng: random.Random) -> str:
-    return repr("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6))))
-
-
 CODE_TEMPLATES: tuple[tuple[str, InputMaker], ...] = (
-    ("def f(x):\n    return x - {k}", _int),
-    ("def f(x):\n    return (x + {k}) * 2", _int),
-    ("def f(x):\n    return x // {k}", _int),
-    ("def f(x):\n    return abs(x) + {k}", _int),
-    ("def f(x):\n    return [v + {k} for v in x]", _ints),
-    ("def f(x):\n    return [v for v in x if v < {k}]", _ints),
-    ("def f(x):\n    return max(x) + {k}", _ints),
-    ("def f(x):\n    return sum(x) * {k}", _ints),
-    ("def f(x):\n    return sorted(x, reverse=True)", _ints),
-    ("def f(x):\n    return x[1:] + [{k}]", _ints),
-    ("def f(s):\n    return s[::2]", _word),
-    ("def f(s):\n    return s[0] * {k}", _word),
-    ("def f(s):\n    return s + s[::-1]", _word),
-    ("def f(s):\n    return len(s) * {k}", _word),
+    ("def f(x):\n    return x - {k}", int_input),
+    ("def f(x):\n    return (x - {k}) * 2", int_input),
+    ("def f(x):\n    return (x + {k}) % 10", int_input),
+    ("def f(x, y):\n    return x + y * {k}", two_ints_input),
+    ("def f(x):\n    return [v + {k} for v in x]", int_list_input),
+    ("def f(x):\n    return [v - {k} for v in x]", int_list_input),
+    ("def f(x):\n    return [v % {k} for v in x]", int_list_input),
+    ("def f(x):\n    return sum(x) * {k}", int_list_input),
+    ("def f(x):\n    return sum([v * {k} for v in x])", int_list_input),
+    ("def f(x):\n    return sorted(x)[::-1]", int_list_input),
+    ("def f(x):\n    return sum(x) % {k}", int_list_input),
+    ("def f(s):\n    return s.upper()[::-1]", word_input),
+    ("def f(s):\n    return len(s) * {k}", word_input),
+    ("def f(s):\n    return len(s) - {k}", word_input),
 )
-"""Program templates (``{k}`` a small positive integer), each with a maker of inputs it accepts; none of
-these shapes is among the warm-up's `synthetic.CODE_TEMPLATES`."""
+"""Program templates (``{k}`` a small positive integer), each with the warm-up's maker of inputs it accepts:
+new shapes and compositions of the operations `synthetic.CODE_TEMPLATES` uses (``+ - * %``, comprehensions,
+``sum``, ``sorted``, ``len``, ``upper``, reversing slices), none of them a warm-up shape."""
 
-INDUCTION_INPUTS: tuple[InputMaker, ...] = (_int, _ints, _word)
 HINTS: tuple[str, ...] = ("What does f do to its argument?", "Work out the rule from the pairs.")
 """Induction messages: generic, as the generator's programs come from a template, not from reasoning."""
 
@@ -104,7 +98,7 @@ def _simplify(rng: random.Random) -> tuple[str, dict[str, str]]:
 
 def _differentiate(rng: random.Random) -> tuple[str, dict[str, str]]:
     a, b, n = rng.randint(1, 5), rng.randint(1, 9), rng.randint(2, 4)
-    return rng.choice((f"{a}*x**{n} - {b}*x", f"cos({a}*x)", f"x**{n} + {b}")), {}
+    return rng.choice((f"{a}*x**{n} - {b}*x", f"{b}*sin({a}*x)", f"x**{n} + {b}")), {}
 
 
 def _integrate(rng: random.Random) -> tuple[str, dict[str, str]]:
@@ -127,7 +121,9 @@ def _solve(rng: random.Random) -> tuple[str, dict[str, str]]:
 
 def _series_coefficient(rng: random.Random) -> tuple[str, dict[str, str]]:
     n = rng.randint(2, 4)
-    return rng.choice((f"(1 + x)**{n}", "cos(x)")), {"point": "0", "order": str(rng.randint(1, n))}
+    if rng.random() < 0.5:
+        return f"(1 + x)**{n}", {"point": "0", "order": str(rng.randint(1, n))}
+    return f"exp(-{n}*x)", {"point": "0", "order": str(rng.randint(1, 3))}
 
 
 def _sum(rng: random.Random) -> tuple[str, dict[str, str]]:
@@ -150,10 +146,6 @@ MATH_TEMPLATES: dict[str, MathMaker] = {
 """Per operation, a maker of (expression, params); none of these shapes is among `synthetic.MATH_TEMPLATES`."""
 
 
-INDUCTION_POINTS: tuple[str, ...] = (*map(str, range(-9, 13)), "-1/2", "1/2", "3/2", "-1/3", "1/3")
-"""Math induction inputs: integers and a few fractions (the warm-up draws integers from -6 to 9)."""
-
-
 def _functions(rng: random.Random) -> str:
     a, b = rng.randint(1, 5), rng.randint(1, 5)
     return rng.choice((f"{b} - {a}*x", f"x**2 - {a}*x", f"{a}*x**3 - {b}"))
@@ -168,7 +160,7 @@ def _code_io(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:
 def _code_induction(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:
     template, make_input = rng.choice(CODE_TEMPLATES)
     program = template.format(k=rng.randint(2, 9))
-    inputs = [("input", make_input(rng)) for _ in range(family.config.n_inputs)]
+    inputs = [("input", make_input(rng)) for _ in range(family.config.min_inputs)]
     return format_answer(*inputs, ("message", rng.choice(HINTS))), Prompt(text="", context={"program": program})
 
 
@@ -180,8 +172,7 @@ def _math_operation(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt
 
 
 def _math_induction(family: TaskFamily, rng: random.Random) -> tuple[str, Prompt]:
-    n = min(family.config.n_inputs, len(INDUCTION_POINTS))
-    inputs = [("input", x) for x in rng.sample(INDUCTION_POINTS, n)]
+    inputs = [("input", x) for x in rational_inputs(rng, family.config.min_inputs)]
     blocks = [*inputs, ("message", rng.choice(HINTS)), ("expression", _functions(rng))]
     return format_answer(*blocks), Prompt(text="")
 

@@ -14,41 +14,45 @@ from collections.abc import Callable, Sequence
 InputMaker = Callable[[random.Random], str]
 
 
-def _int(rng: random.Random) -> str:
+def int_input(rng: random.Random) -> str:
+    """One integer argument."""
     return str(rng.randint(-9, 20))
 
 
-def _ints(rng: random.Random) -> str:
+def int_list_input(rng: random.Random) -> str:
+    """One list of 1 to 4 digits."""
     return str([rng.randint(0, 9) for _ in range(rng.randint(1, 4))])
 
 
-def _word(rng: random.Random) -> str:
+def word_input(rng: random.Random) -> str:
+    """One lowercase word of 2 to 6 letters, quoted."""
     return repr("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 6))))
 
 
-def _two_ints(rng: random.Random) -> str:
-    return f"{_int(rng)}, {_int(rng)}"
+def two_ints_input(rng: random.Random) -> str:
+    """Two integer arguments."""
+    return f"{int_input(rng)}, {int_input(rng)}"
 
 
 CODE_TEMPLATES: tuple[tuple[str, InputMaker], ...] = (
-    ("def f(x):\n    return x + {k}", _int),
-    ("def f(x):\n    return x * {k} - 1", _int),
-    ("def f(x):\n    return x % {k}", _int),
-    ("def f(x, y):\n    return x * y + {k}", _two_ints),
-    ("def f(x):\n    return [v * {k} for v in x]", _ints),
-    ("def f(x):\n    return [v for v in x if v > {k}]", _ints),
-    ("def f(x):\n    return sum(x) + {k}", _ints),
-    ("def f(x):\n    return sorted(x)", _ints),
-    ("def f(x):\n    return x[::-1]", _ints),
-    ("def f(x):\n    return len(x) % {k}", _ints),
-    ("def f(s):\n    return s[::-1]", _word),
-    ("def f(s):\n    return s.upper()", _word),
-    ("def f(s):\n    return s * {k}", _word),
-    ("def f(s):\n    return len(s) + {k}", _word),
+    ("def f(x):\n    return x + {k}", int_input),
+    ("def f(x):\n    return x * {k} - 1", int_input),
+    ("def f(x):\n    return x % {k}", int_input),
+    ("def f(x, y):\n    return x * y + {k}", two_ints_input),
+    ("def f(x):\n    return [v * {k} for v in x]", int_list_input),
+    ("def f(x):\n    return [v for v in x if v > {k}]", int_list_input),
+    ("def f(x):\n    return sum(x) + {k}", int_list_input),
+    ("def f(x):\n    return sorted(x)", int_list_input),
+    ("def f(x):\n    return x[::-1]", int_list_input),
+    ("def f(x):\n    return len(x) % {k}", int_list_input),
+    ("def f(s):\n    return s[::-1]", word_input),
+    ("def f(s):\n    return s.upper()", word_input),
+    ("def f(s):\n    return s * {k}", word_input),
+    ("def f(s):\n    return len(s) + {k}", word_input),
 )
 """Program templates (``{k}`` is a small positive integer) with a maker of inputs they accept."""
 
-INPUT_MAKERS: tuple[InputMaker, ...] = (_int, _ints, _word)
+INPUT_MAKERS: tuple[InputMaker, ...] = (int_input, int_list_input, word_input)
 MESSAGES: tuple[str, ...] = ("Look at how each input changes.", "Compare inputs and outputs.", "Find the rule.")
 """Induction messages: generic hints, since a generator does not know what the shown function does."""
 

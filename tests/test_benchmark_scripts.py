@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from flywheel.agents import build_tiny_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -18,10 +19,13 @@ SCRIPT = BENCHMARKS / "warm_start_solver.py"
 def test_prints_greedy_and_sampled_accuracy_per_run(tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(build_tiny_model(), run / "warm-start")
-    argv = [sys.executable, str(SCRIPT), str(run), "--template", "plain", "--terse_prompts", "--tasks", "4"]
+    recipe = {"template": "plain", "family_configs": {"code_deduction": {"terse_prompts": True}}}
+    (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    argv = [sys.executable, str(SCRIPT), str(run), "--tasks", "4"]
     done = subprocess.run([*argv, "--samples", "2"], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
-    header, row = done.stdout.splitlines()[-2:]
+    prompts, header, row = done.stdout.splitlines()[-3:]
+    assert prompts.startswith("prompts: template plain, code_deduction settings") and "'terse_prompts': True" in prompts
     assert header.split() == ["run", "greedy", "sampled", "format", "errors"]
     name, *figures = row.split()
     assert name == str(run) and len(figures) == 3 and all(0.0 <= float(value) <= 1.0 for value in figures)

@@ -207,6 +207,45 @@ def test_cli_terse_prompts_with_the_plain_template(
     assert any("```python" in text for text in rendered)  # the code rows keep their program
 
 
+def test_a_model_from_a_run_is_prompted_as_the_run_prompted_it(
+    mixed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`flywheel eval --model RUN/warm-start` renders prompts with the template and family settings of the
+    run's recipe.yaml (written by `flywheel train`); a flag given on the command line still wins."""
+    from conftest import TINY_RUN_ARGS
+    from flywheel.train.run import WARM_START_DIR, build_trainer, parse_config
+
+    run = tmp_path / "run"
+    recipe = [
+        *TINY_RUN_ARGS,
+        "--families", "code_deduction",
+        "--template", "plain",
+        "--family_configs", '{"code_deduction": {"terse_prompts": true}}',
+        "--warm_start_steps", "1",
+        "--warm_start_examples", "2",
+        "--warm_start_batch_size", "2",
+        "--heldout_per_family", "0",
+        "--output_dir", str(run),
+    ]  # fmt: skip
+    build_trainer(parse_config(recipe), None).game.close()
+    rendered: list[str] = []
+    render = Agent.render
+
+    def recording_render(self: Agent, prompt: Prompt | str, role: str) -> str:
+        rendered.append(render(self, prompt, role))
+        return rendered[-1]
+
+    monkeypatch.setattr(Agent, "render", recording_render)
+    argv = ["--model", str(run / WARM_START_DIR), "--tasks", str(mixed_file), "--limit", "2", "--max_new_tokens", "2"]
+    assert main([*argv, "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert str(run / "recipe.yaml") in capsys.readouterr().err
+    code_prompts = [text for text in rendered if "```python" in text]
+    assert code_prompts and all(text.startswith("User: ## Task: ") for text in code_prompts)
+    rendered.clear()
+    assert main([*argv, "--template", "r1", "--output", str(tmp_path / "out.jsonl")]) == 0
+    assert rendered and all(text.startswith("A conversation between User and Assistant") for text in rendered)
+
+
 def test_cli_sampling_reports_pass_at_k(mixed_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--model", "flywheel/tiny", "--tasks", str(mixed_file), "--limit", "1", "--max_new_tokens", "4"]
     assert main([*argv, "--samples", "2"]) == 2  # greedy samples would all be the same

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import random
 from collections.abc import Iterator
 
 import pytest
+import sympy
 from flywheel.agents import Agent, load_policy
 from flywheel.envs import TaskFamily, make_family
-from flywheel.envs.code_tasks import normalised_program
-from flywheel.envs.heldout import CODE_TEMPLATES, family_heldout_tasks, heldout_tasks, supports_heldout
+from flywheel.envs.code_tasks import program_structure
+from flywheel.envs.heldout import CODE_TEMPLATES, MATH_TEMPLATES, family_heldout_tasks, heldout_tasks, supports_heldout
 from flywheel.envs.resources import SharedVerifiers
 from flywheel.envs.synthetic import CODE_TEMPLATES as WARMUP_CODE_TEMPLATES
+from flywheel.envs.synthetic import MATH_TEMPLATES as WARMUP_MATH_TEMPLATES
 from flywheel.train.warmup import build_examples
 
 FAMILIES = ("code_deduction", "code_abduction", "code_induction", "math_deduction", "math_abduction", "math_induction")
@@ -58,12 +62,66 @@ def test_no_heldout_task_is_a_seed_or_a_warm_up_task(families, heldout) -> None:
 
 
 def test_no_heldout_program_shape_is_a_warm_up_program_shape() -> None:
-    """Exhaustive over the templates' constant (`{k}` in 2..9), so it covers every program the warm-up writes."""
+    """By `program_structure` (every literal a placeholder): no held-out program differs from a warm-up
+    program only in its constants."""
 
     def shapes(templates: tuple) -> set[str]:
-        return {normalised_program(template.format(k=k)) for template, _ in templates for k in range(2, 10)}
+        return {program_structure(template.format(k=2)) for template, _ in templates}
 
     assert not shapes(CODE_TEMPLATES) & shapes(WARMUP_CODE_TEMPLATES)
+
+
+def program_operations(program: str) -> set[str]:
+    """What a program does, by syntax tree: operators, comparisons, called names and methods, slices,
+    comprehensions and their filters (variable names and constants left out)."""
+    operations: set[str] = set()
+    for node in ast.walk(ast.parse(program)):
+        if isinstance(node, (ast.BinOp, ast.UnaryOp)):
+            operations.add(type(node.op).__name__)
+        elif isinstance(node, ast.Compare):
+            operations.update(type(op).__name__ for op in node.ops)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            operations.add(func.id if isinstance(func, ast.Name) else f".{func.attr}")  # type: ignore[attr-defined]
+        elif isinstance(node, (ast.Slice, ast.ListComp, ast.List, ast.keyword)):
+            operations.add(type(node).__name__)
+        elif isinstance(node, ast.comprehension) and node.ifs:
+            operations.add("filter")
+        elif isinstance(node, ast.Subscript) and not isinstance(node.slice, ast.Slice):
+            operations.add("index")
+    return operations
+
+
+def test_heldout_programs_use_only_operations_the_warm_up_uses() -> None:
+    def operations(templates: tuple) -> set[str]:
+        return set().union(*(program_operations(template.format(k=2)) for template, _ in templates))
+
+    assert program_operations("def f(s):\n    return s[0] + abs(len(s)) // 2") == {
+        "Add",
+        "abs",
+        "len",
+        "FloorDiv",
+        "index",
+    }
+    warmup = operations(WARMUP_CODE_TEMPLATES)
+    for template, _ in CODE_TEMPLATES:
+        assert program_operations(template.format(k=2)) <= warmup, template
+
+
+def test_heldout_expressions_use_only_functions_the_warm_up_uses() -> None:
+    """Functions by SymPy head (``sin``, ``exp``, ``Pow``, ...) over many draws of every template."""
+
+    def heads(templates: dict) -> set[str]:
+        rng = random.Random(0)
+        found: set[str] = set()
+        for make in templates.values():
+            for _ in range(50):
+                expression = sympy.sympify(make(rng)[0])
+                found |= {type(node).__name__ for node in sympy.preorder_traversal(expression) if node.args}
+        return found
+
+    assert heads({"one": lambda rng: ("cos(2*x) + 1", {})}) == {"Add", "Mul", "cos"}
+    assert heads(MATH_TEMPLATES) <= heads(WARMUP_MATH_TEMPLATES)
 
 
 def test_families_without_a_generator_are_skipped(families) -> None:

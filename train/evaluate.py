@@ -248,6 +248,20 @@ def resolve_model(name_or_path: str) -> str:
     return str(checkpoint)
 
 
+def training_recipe(model_path: str) -> tuple[Path, dict[str, Any]] | None:
+    """The recipe of the run a model comes from: ``recipe.yaml`` beside it (a run's final model) or one folder
+    up (its ``warm-start/`` and ``checkpoint-N/``), with where it was found; None for any other model."""
+    import yaml
+    from flywheel.train.rundir import RECIPE_FILE
+
+    path = Path(model_path)
+    for candidate in (path / RECIPE_FILE, path.parent / RECIPE_FILE):
+        if path.is_dir() and candidate.is_file():
+            recipe = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+            return (candidate, recipe) if isinstance(recipe, dict) else None
+    return None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flywheel eval", description="Evaluate a model on task files with the families' verifiers."
@@ -261,12 +275,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--mode", choices=["deduction", "abduction"], default="deduction", help="for code rows")
     parser.add_argument("--batch_size", type=int, default=32, help="answers generated per batch")
-    parser.add_argument("--template", choices=list(TEMPLATES), default="auto", help="prompt template")
+    parser.add_argument(
+        "--template",
+        choices=list(TEMPLATES),
+        default=None,
+        help="prompt template (default: the training run's, for a model from a run directory; else auto)",
+    )
     parser.add_argument(
         "--terse_prompts",
         action="store_true",
-        help="prompts without their instructions, for a model trained with terse_prompts (the laptop recipe: "
-        "use with --template plain)",
+        help="prompts without their instructions, for a model trained with terse_prompts (a model from a run "
+        "directory gets its run's family settings, terse_prompts included, without this flag)",
     )
     parser.add_argument("--output", default=None, help="write the JSON lines here instead of stdout")
     return parser
@@ -305,16 +324,26 @@ def main(argv: Sequence[str]) -> int:
             for row in loaded.unusable:
                 print(f"flywheel eval: {path} line {row.line}: not used: {row.reason}", file=sys.stderr)
             task_sets[name], unusable[name] = loaded.tasks, len(loaded.unusable)
+        model_path = resolve_model(args.model)
         try:
-            model, tokenizer = load_policy(resolve_model(args.model))
+            model, tokenizer = load_policy(model_path)
         except OSError as error:
             print(f"flywheel eval: cannot load model {args.model!r}: {error}", file=sys.stderr)
             return 2
-        agent = Agent(model, tokenizer, template=args.template)
-        families = {
-            name: make_family(name, {"terse_prompts": True} if args.terse_prompts else None, verifiers)
-            for name in sorted({t.family for ts in task_sets.values() for t in ts})
-        }
+        recipe: dict[str, Any] = {}
+        found = training_recipe(model_path)
+        if found is not None:
+            path, recipe = found
+            print(f"flywheel eval: prompts rendered as the training run's {path} says", file=sys.stderr)
+        template = args.template or recipe.get("template") or "auto"
+        family_configs = recipe.get("family_configs") or {}
+        families = {}
+        for name in sorted({t.family for ts in task_sets.values() for t in ts}):
+            settings = dict(family_configs.get(name) or {})
+            if args.terse_prompts:
+                settings["terse_prompts"] = True
+            families[name] = make_family(name, settings or None, verifiers)
+        agent = Agent(model, tokenizer, template=template)
         report = evaluate(
             agent,
             families,

@@ -146,26 +146,36 @@ def resolve_checkpoint(config: FlywheelConfig) -> str | None:
 
 def prepare_run_dir(config: FlywheelConfig, checkpoint: str | None) -> None:
     """Under the run's lock: clear what killed saves left; on resume, restore the task store from the checkpoint
-    and cut TensorBoard events back to its step; on a fresh start, set aside what an unfinished start left."""
-    from flywheel.train.rundir import EVENTS_DIR, clear_leftovers, resumed_step, set_aside_unfinished, truncate_events
+    and cut TensorBoard events back to its step; on a fresh start, set aside what an unfinished start left.
+    Then write the recipe of this start."""
+    from flywheel.train.metrics import recipe_yaml
+    from flywheel.train.rundir import (
+        EVENTS_DIR,
+        RECIPE_FILE,
+        clear_leftovers,
+        resumed_step,
+        set_aside_unfinished,
+        truncate_events,
+    )
     from flywheel.train.selfplay import STORE_FILE, StoreCopyError, restore_store
     from flywheel.train.trainer import EVAL_HISTORY_FILE
 
     output_dir = Path(config.output_dir)
     clear_leftovers(output_dir)
     if checkpoint is None:
-        run_files = [f"{STORE_FILE}*", EVENTS_DIR, WARM_START_DIR, EVAL_HISTORY_FILE, "README.md"]
+        run_files = [f"{STORE_FILE}*", EVENTS_DIR, WARM_START_DIR, EVAL_HISTORY_FILE, RECIPE_FILE, "README.md"]
         aside = set_aside_unfinished(output_dir, run_files)
         if aside is not None:
             print(
                 f"flywheel train: an earlier start left no checkpoint; its files are kept in {aside}", file=sys.stderr
             )
-        return
-    try:
-        restore_store(Path(checkpoint) / STORE_FILE, output_dir / STORE_FILE)
-    except StoreCopyError as error:
-        raise RecipeError(f"cannot resume from {checkpoint}: {error}") from None
-    truncate_events(output_dir, resumed_step(checkpoint))
+    else:
+        try:
+            restore_store(Path(checkpoint) / STORE_FILE, output_dir / STORE_FILE)
+        except StoreCopyError as error:
+            raise RecipeError(f"cannot resume from {checkpoint}: {error}") from None
+        truncate_events(output_dir, resumed_step(checkpoint))
+    (output_dir / RECIPE_FILE).write_text(recipe_yaml(config), encoding="utf-8")
 
 
 def build_trainer(

@@ -5,6 +5,7 @@
         .staging/checkpoint-N/   a checkpoint being written; renamed into place once every file is in it
         checkpoint-N/            complete checkpoints only: TRL's files, selfplay_state.json, tasks.sqlite
         tasks.sqlite             the live task store and ledger
+        recipe.yaml              the recipe of the latest start (`flywheel eval` renders prompts as it says)
         runs/                    TensorBoard event files
         unfinished-STAMP/        what a start that never reached a checkpoint left behind (set aside, kept)
 
@@ -30,6 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 LOCK_FILE = ".lock"
 STAGING_DIR = ".staging"
 EVENTS_DIR = "runs"
+RECIPE_FILE = "recipe.yaml"
 TRAINER_STATE_FILE = "trainer_state.json"
 CHECKPOINT_FILES = (TRAINER_STATE_FILE, STATE_FILE, STORE_FILE)
 """Files every complete checkpoint has (besides the model), written last by TRL and by Flywheel."""
