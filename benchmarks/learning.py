@@ -10,13 +10,18 @@ Per seed, one process runs the default recipe (`flywheel train`'s, with any over
 * (c) warm start + the same wall time T of more supervised data: from (a)'s weights, new warm-start examples
   (drawn with another seed; building them counts in T) trained at the warm-start learning rate until T is up.
 
-Held-out accuracy is `flywheel.train.evaluate.evaluate` (greedy, the run's own scoring path) on
-`flywheel.envs.heldout.heldout_tasks` with the recipe's `heldout_per_family` (or `--per_family`) and the run's
-seed, exactly the set `flywheel train` reports as ``eval/heldout``; `--heldout_seed` draws another set (a
-validation draw, for tuning, so that the reported set is never tuned on). Printed: per seed the three
-accuracies (overall and per family), the minutes of each phase and the late-run learnability per family
-(`run_health.late_figures` over the second half of the steps); then per arm the mean and sample standard
-deviation over seeds, and the machine's load average.
+Each arm's model is scored with `flywheel.train.evaluate.evaluate` (greedy, the run's own scoring path) on two
+sets of the same size:
+
+* held-out: `flywheel.envs.heldout.heldout_tasks` with the recipe's `heldout_per_family` (or `--per_family`)
+  and the run's seed, exactly the set `flywheel train` reports as ``eval/heldout``; `--heldout_seed` draws
+  another set (a validation draw, for tuning, so that the reported set is never tuned on);
+* in distribution: solver tasks of the warm start's own generators (drawn with another seed) that the warm
+  start did not train on, so a gain here without one on the held-out set is learning that does not transfer.
+
+Printed: per seed the accuracies (overall and per family), the minutes of each phase and the late-run
+learnability per family (`run_health.late_figures` over the second half of the steps); then per arm and set
+the mean and sample standard deviation over seeds, and the machine's load average.
 """
 
 from __future__ import annotations
@@ -37,21 +42,50 @@ from run_health import late_figures  # beside this file in benchmarks/
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ARMS = ("warm_start", "self_play", "more_warm_start")
+SETS = ("heldout", "in_distribution")
+IN_DISTRIBUTION_SEED = 2_000_003
+"""Offset of the in-distribution draw's seed from the run's (the control arm's examples use 1_000_003)."""
 
 
-def heldout_accuracy(trainer: Any, tasks: list, config: Any) -> dict[str, float]:
-    """Greedy held-out accuracy, overall and per family, through the evaluation path of `flywheel train`."""
+def accuracy(trainer: Any, task_sets: dict[str, list], config: Any) -> dict[str, dict[str, float]]:
+    """Greedy accuracy per set, overall and per family, through the evaluation path of `flywheel train`."""
     from flywheel.train.evaluate import evaluate
 
     report = evaluate(
         trainer.agent,
         trainer.game.families,
-        {"heldout": tasks},
+        task_sets,
         max_new_tokens=config.eval_max_new_tokens or config.max_solver_completion_length,
         seed=config.seed,
     )
-    summary = report.summary["per_source"]["heldout"]
-    return {"all": summary["accuracy"], **{name: e["accuracy"] for name, e in summary["per_family"].items()}}
+    return {
+        source: {"all": summary["accuracy"], **{name: e["accuracy"] for name, e in summary["per_family"].items()}}
+        for source, summary in report.summary["per_source"].items()
+    }
+
+
+def in_distribution_tasks(trainer: Any, config: Any, per_family: int) -> list:
+    """Up to `per_family` distinct solver tasks per family from the warm start's generators, drawn with another
+    seed, none of them a task the warm start trained on (its examples rebuilt as `warm_up` builds them)."""
+    from flywheel.train.warmup import build_examples
+
+    families, agent = trainer.game.families, trainer.agent
+    trained = {
+        e.task.task_id
+        for e in build_examples(
+            families, agent, config.warm_start_examples, config.k_references, config.seed, config.roles
+        )
+    }
+    trained |= {task.task_id for family in families.values() for task in family.seed_tasks()}
+    drawn = build_examples(
+        families, agent, 4 * per_family * len(families), 2, config.seed + IN_DISTRIBUTION_SEED, roles=("solve",)
+    )
+    tasks: dict[str, dict[str, Any]] = {name: {} for name in families}
+    for example in drawn:
+        mine = tasks[example.family]
+        if example.task.task_id not in trained and len(mine) < per_family:
+            mine.setdefault(example.task.task_id, example.task)
+    return [task for mine in tasks.values() for task in mine.values()]
 
 
 def one_seed(seed: int, per_family: int | None, heldout_seed: int | None, overrides: list[str]) -> dict[str, Any]:
@@ -77,14 +111,16 @@ def one_seed(seed: int, per_family: int | None, heldout_seed: int | None, overri
     if heldout_seed is not None:  # a validation draw: another seed, without the tasks of the reported set
         reported = {task.task_id for task in tasks}
         tasks = [task for task in heldout_tasks(families, per_family, heldout_seed) if task.task_id not in reported]
+    task_sets = {"heldout": tasks, "in_distribution": in_distribution_tasks(trainer, config, per_family)}
     warm_weights = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
-    result: dict[str, Any] = {"seed": seed, "heldout_tasks": len(tasks), "warm_start_minutes": warm_seconds / 60}
-    result["warm_start"] = heldout_accuracy(trainer, tasks, config)
+    result: dict[str, Any] = {"seed": seed, "warm_start_minutes": warm_seconds / 60}
+    result["tasks"] = {name: len(task_set) for name, task_set in task_sets.items()}
+    result["warm_start"] = accuracy(trainer, task_sets, config)
 
     start = time.monotonic()
     trainer.train()
     self_play_seconds = time.monotonic() - start
-    result["self_play"] = heldout_accuracy(trainer, tasks, config)
+    result["self_play"] = accuracy(trainer, task_sets, config)
     result["self_play_minutes"] = self_play_seconds / 60
     late = late_figures(Path(work), share=0.5)
     result["late_learnability"] = {name: late.get(name, {}).get("learnability", 0.0) for name in families}
@@ -104,7 +140,7 @@ def one_seed(seed: int, per_family: int | None, heldout_seed: int | None, overri
         seed=seed,
         seconds=self_play_seconds - (time.monotonic() - start),
     )
-    result["more_warm_start"] = heldout_accuracy(trainer, tasks, config)
+    result["more_warm_start"] = accuracy(trainer, task_sets, config)
     result["more_warm_start_minutes"] = (time.monotonic() - start) / 60
     result["more_warm_start_steps"] = len(steps)
     trainer.game.close()
@@ -129,26 +165,32 @@ def spread(values: list[float]) -> str:
 
 
 def report(results: list[dict[str, Any]], loads: tuple[float, float]) -> None:
-    families = [name for name in results[0]["warm_start"] if name != "all"]
-    print("\nper seed: held-out accuracy (all, then per family); minutes; late learnability per family")
+    families = [name for name in results[0]["warm_start"]["heldout"] if name != "all"]
+
+    def cells(figures: dict[str, float]) -> str:
+        return f"{figures['all']:.3f} (" + ", ".join(f"{figures[f]:.3f}" for f in families) + ")"
+
+    print("\nper seed: accuracy (all, then per family); minutes; late learnability per family")
     for r in results:
-        cells = "  ".join(
-            f"{arm} {r[arm]['all']:.3f} (" + ", ".join(f"{r[arm][f]:.3f}" for f in families) + ")" for arm in ARMS
-        )
+        print(f"seed {r['seed']}:")
+        for name in SETS:
+            print(f"    {name:16s}" + "  ".join(f"{arm} {cells(r[arm][name])}" for arm in ARMS))
         learn = ", ".join(f"{f} {r['late_learnability'][f]:.2f}" for f in families)
         print(
-            f"seed {r['seed']}: {cells}\n    minutes: warm start {r['warm_start_minutes']:.1f}, self-play "
-            f"{r['self_play_minutes']:.1f}, more warm start {r['more_warm_start_minutes']:.1f} "
-            f"({r['more_warm_start_steps']} steps); {r['heldout_tasks']} held-out tasks; learnability {learn}"
+            f"    minutes: warm start {r['warm_start_minutes']:.1f}, self-play {r['self_play_minutes']:.1f}, more warm "
+            f"start {r['more_warm_start_minutes']:.1f} ({r['more_warm_start_steps']} steps); tasks {r['tasks']}; "
+            f"learnability {learn}"
         )
-    print(f"\narm ({', '.join(families)}) -> held-out accuracy, mean ± sd over {len(results)} seeds")
-    for arm in ARMS:
-        per_family = ", ".join(f"{f} {spread([r[arm][f] for r in results])}" for f in families)
-        print(f"({'abc'[ARMS.index(arm)]}) {arm:16s} {spread([r[arm]['all'] for r in results])}   [{per_family}]")
-    gains = [r["self_play"]["all"] - r["warm_start"]["all"] for r in results]
-    versus = [r["self_play"]["all"] - r["more_warm_start"]["all"] for r in results]
-    print(f"self-play gain over warm start: {spread(gains)}; over (c): {spread(versus)}")
-    print(f"load average (1 min) at start {loads[0]:.1f}, at end {loads[1]:.1f}")
+    for name in SETS:
+        print(f"\n{name}: arm ({', '.join(families)}) -> accuracy, mean ± sd over {len(results)} seeds")
+        for arm in ARMS:
+            overall = spread([r[arm][name]["all"] for r in results])
+            per_family = ", ".join(f"{f} {spread([r[arm][name][f] for r in results])}" for f in families)
+            print(f"({'abc'[ARMS.index(arm)]}) {arm:16s} {overall}   [{per_family}]")
+        gains = [r["self_play"][name]["all"] - r["warm_start"][name]["all"] for r in results]
+        versus = [r["self_play"][name]["all"] - r["more_warm_start"][name]["all"] for r in results]
+        print(f"self-play gain over warm start: {spread(gains)}; over (c): {spread(versus)}")
+    print(f"\nload average (1 min) at start {loads[0]:.1f}, at end {loads[1]:.1f}")
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Benchmark scripts run as a user would: benchmarks/warm_start_solver.py on a run directory holding the tiny model
-as its warm start, benchmarks/solver_sft.py for a few seconds."""
+as its warm start, benchmarks/solver_sft.py for a few seconds, benchmarks/learning.py on one seed of a shrunk
+recipe."""
 
 from __future__ import annotations
 
@@ -50,3 +51,30 @@ def test_solver_sft_prints_accuracy_after_each_round() -> None:
     assert head["prompts"] == "terse" and head["examples"] == 16 and head["prompt_tokens"] < 120
     assert len(rounds) == 2 and rounds[0]["steps"] >= 1 and rounds[1]["steps"] > rounds[0]["steps"]
     assert all(0.0 <= entry[source] <= 1.0 for entry in rounds for source in ("unseen", "heldout"))
+
+
+def test_learning_runs_the_three_arms_and_reports_both_sets(tmp_path: Path) -> None:
+    """benchmarks/learning.py on one seed of the laptop recipe shrunk to seconds (see `TINY_RUN_ARGS`)."""
+    from conftest import TINY_RUN_ARGS
+
+    shrunk = [
+        *TINY_RUN_ARGS[2:],
+        "--warm_start_steps", "2",
+        "--warm_start_examples", "8",
+        "--max_steps", "1",
+        "--max_proposer_completion_length", "8",
+    ]  # fmt: skip
+    argv = [sys.executable, str(BENCHMARKS / "learning.py"), "--seeds", "0", "--parallel", "1", "--per_family", "2"]
+    done = subprocess.run(
+        [*argv, "--logs", str(tmp_path), "--", *shrunk], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert done.returncode == 0, done.stderr + (tmp_path / "seed0.log").read_text()
+    result = json.loads((tmp_path / "seed0.json").read_text())
+    assert result["tasks"] == {"heldout": 4, "in_distribution": 4}
+    for arm in ("warm_start", "self_play", "more_warm_start"):
+        for name in ("heldout", "in_distribution"):
+            figures = result[arm][name]
+            assert set(figures) == {"all", "code_deduction", "math_deduction"}, (arm, name)
+            assert all(0.0 <= value <= 1.0 for value in figures.values())
+    assert "in_distribution: arm (code_deduction, math_deduction)" in done.stdout
+    assert "self-play gain over warm start" in done.stdout

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import TINY_RUN_ARGS, interrupt_training
 from flywheel.envs.buffer import TaskStore
 from flywheel.train.guards import ranked_checkpoint
@@ -315,19 +316,24 @@ def test_one_run_per_directory_and_stale_locks_are_taken_over(
 
 
 def test_a_start_without_a_checkpoint_is_set_aside_not_blocking(tmp_path: Path) -> None:
-    """A run killed in setup or the warm start (store and events, no checkpoint) does not hold the directory."""
+    """A run killed in setup or the warm start (store, events and recipe, no checkpoint) does not hold the
+    directory; the new start writes its own recipe."""
     from flywheel.train.run import parse_config, prepare_run_dir, resolve_checkpoint
+    from flywheel.train.rundir import RECIPE_FILE
 
     run = tmp_path / "run"
     (run / "runs" / "selfplay").mkdir(parents=True)
     write_store(run / STORE_FILE, 4)
+    (run / RECIPE_FILE).write_text("seed: 7\n")
     (run / ".staging" / "checkpoint-1").mkdir(parents=True)
     config = parse_config([*TINY, "--output_dir", str(run)])
     assert resolve_checkpoint(config) is None
     prepare_run_dir(config, None)
     (aside,) = run.glob("unfinished-*")
-    assert sorted(path.name for path in aside.iterdir()) == ["runs", STORE_FILE]
-    assert sorted(path.name for path in run.iterdir()) == [aside.name]
+    assert sorted(path.name for path in aside.iterdir()) == [RECIPE_FILE, "runs", STORE_FILE]
+    assert (aside / RECIPE_FILE).read_text() == "seed: 7\n"
+    assert sorted(path.name for path in run.iterdir()) == [RECIPE_FILE, aside.name]
+    assert yaml.safe_load((run / RECIPE_FILE).read_text())["seed"] == config.seed
     with TaskStore(aside / STORE_FILE, create=False) as store:
         assert len(store.ledger()) == 4
 

@@ -188,18 +188,22 @@ def test_cli_with_the_tiny_model(mixed_file: Path, tmp_path: Path, capsys: pytes
     assert "total" in capsys.readouterr().err
 
 
-def test_cli_terse_prompts_with_the_plain_template(
-    mixed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The laptop recipe's prompts: no R1 instruction, no family instructions, the task's blocks kept."""
-    rendered: list[str] = []
+@pytest.fixture
+def rendered(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every prompt the `Agent` renders from now on, in order."""
+    texts: list[str] = []
     render = Agent.render
 
     def recording_render(self: Agent, prompt: Prompt | str, role: str) -> str:
-        rendered.append(render(self, prompt, role))
-        return rendered[-1]
+        texts.append(render(self, prompt, role))
+        return texts[-1]
 
     monkeypatch.setattr(Agent, "render", recording_render)
+    return texts
+
+
+def test_cli_terse_prompts_with_the_plain_template(mixed_file: Path, tmp_path: Path, rendered: list[str]) -> None:
+    """The laptop recipe's prompts: no R1 instruction, no family instructions, the task's blocks kept."""
     argv = ["--model", "flywheel/tiny", "--tasks", str(mixed_file), "--limit", "4", "--max_new_tokens", "4"]
     assert main([*argv, "--template", "plain", "--terse_prompts", "--output", str(tmp_path / "out.jsonl")]) == 0
     assert len(rendered) == 4 and all(text.startswith("User: ## Task: ") for text in rendered)
@@ -208,7 +212,7 @@ def test_cli_terse_prompts_with_the_plain_template(
 
 
 def test_a_model_from_a_run_is_prompted_as_the_run_prompted_it(
-    mixed_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    mixed_file: Path, tmp_path: Path, rendered: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`flywheel eval --model RUN/warm-start` renders prompts with the template and family settings of the
     run's recipe.yaml (written by `flywheel train`); a flag given on the command line still wins."""
@@ -228,14 +232,6 @@ def test_a_model_from_a_run_is_prompted_as_the_run_prompted_it(
         "--output_dir", str(run),
     ]  # fmt: skip
     build_trainer(parse_config(recipe), None).game.close()
-    rendered: list[str] = []
-    render = Agent.render
-
-    def recording_render(self: Agent, prompt: Prompt | str, role: str) -> str:
-        rendered.append(render(self, prompt, role))
-        return rendered[-1]
-
-    monkeypatch.setattr(Agent, "render", recording_render)
     argv = ["--model", str(run / WARM_START_DIR), "--tasks", str(mixed_file), "--limit", "2", "--max_new_tokens", "2"]
     assert main([*argv, "--output", str(tmp_path / "out.jsonl")]) == 0
     assert str(run / "recipe.yaml") in capsys.readouterr().err
