@@ -27,18 +27,25 @@ def test_prints_greedy_and_sampled_accuracy_per_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     prompts, header, row = done.stdout.splitlines()[-3:]
     assert prompts.startswith("prompts: template plain, code_deduction settings") and "'terse_prompts': True" in prompts
-    assert header.split() == ["run", "greedy", "sampled", "format", "errors"]
+    assert header.split() == ["run", "greedy", "sampled", "pass@2", "format", "errors"]
     name, *figures = row.split()
-    assert name == str(run) and len(figures) == 3 and all(0.0 <= float(value) <= 1.0 for value in figures)
+    assert name == str(run) and len(figures) == 4 and all(0.0 <= float(value) <= 1.0 for value in figures)
     # An untrained model writes no answer format: every sampled answer is a format error.
-    assert float(figures[2]) == 1.0
+    assert float(figures[3]) == 1.0
+    heldout = subprocess.run([*argv, "--heldout"], capture_output=True, text=True, timeout=300, check=False)
+    assert heldout.returncode == 0, heldout.stderr
+    assert heldout.stdout.splitlines()[-1].split()[1:] == ["0.000", "0.000", "0.000", "1.000"]
 
 
-def test_refuses_an_unknown_template(tmp_path: Path) -> None:
+def test_refuses_an_unknown_template_and_a_single_sample(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path), "--template", "bare"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 2 and "invalid choice: 'bare'" in done.stderr
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path), "--samples", "1"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2 and "--samples must be at least 2" in done.stderr
 
 
 def test_solver_sft_prints_accuracy_after_each_round() -> None:
