@@ -242,6 +242,24 @@ def test_a_model_from_a_run_is_prompted_as_the_run_prompted_it(
     assert rendered and all(text.startswith("A conversation between User and Assistant") for text in rendered)
 
 
+def test_a_broken_run_recipe_is_an_error_with_a_message(
+    mixed_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from flywheel.agents import build_tiny_model
+
+    run = tmp_path / "run"
+    shutil.copytree(build_tiny_model(), run / "warm-start")
+    argv = ["--model", str(run / "warm-start"), "--tasks", str(mixed_file), "--limit", "1", "--max_new_tokens", "2"]
+    (run / "recipe.yaml").write_text("template: [plain\n")
+    assert main(argv) == 2
+    assert "recipe.yaml is not valid YAML" in capsys.readouterr().err
+    (run / "recipe.yaml").write_text("family_configs: {code_deduction: {colour: blue}}\n")
+    assert main(argv) == 2
+    assert "unknown settings ['colour']" in capsys.readouterr().err
+
+
 def test_cli_sampling_reports_pass_at_k(mixed_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["--model", "flywheel/tiny", "--tasks", str(mixed_file), "--limit", "1", "--max_new_tokens", "4"]
     assert main([*argv, "--samples", "2"]) == 2  # greedy samples would all be the same

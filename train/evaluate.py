@@ -250,16 +250,44 @@ def resolve_model(name_or_path: str) -> str:
 
 def training_recipe(model_path: str) -> tuple[Path, dict[str, Any]] | None:
     """The recipe of the run a model comes from: ``recipe.yaml`` beside it (a run's final model) or one folder
-    up (its ``warm-start/`` and ``checkpoint-N/``), with where it was found; None for any other model."""
+    up (its ``warm-start/`` and ``checkpoint-N/``), with where it was found; None for any other model.
+    Raises ValueError for a file that is not a YAML mapping."""
     import yaml
     from flywheel.train.rundir import RECIPE_FILE
 
     path = Path(model_path)
     for candidate in (path / RECIPE_FILE, path.parent / RECIPE_FILE):
         if path.is_dir() and candidate.is_file():
-            recipe = yaml.safe_load(candidate.read_text(encoding="utf-8"))
-            return (candidate, recipe) if isinstance(recipe, dict) else None
+            try:
+                recipe = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+            except yaml.YAMLError as error:
+                raise ValueError(f"{candidate} is not valid YAML: {error}") from None
+            if not isinstance(recipe, dict):
+                raise ValueError(f"{candidate} is not a recipe (a YAML mapping)")
+            return candidate, recipe
     return None
+
+
+def _prompting(
+    args: argparse.Namespace, model_path: str, task_sets: Mapping[str, Sequence[Task]], verifiers: Any
+) -> tuple[str, dict[str, TaskFamily]]:
+    """The template and the families (with their settings) that render the prompts: the training run's
+    (`training_recipe`) under the command line's `--template` and `--terse_prompts`."""
+    from flywheel.envs import make_family
+
+    recipe: dict[str, Any] = {}
+    found = training_recipe(model_path)
+    if found is not None:
+        path, recipe = found
+        print(f"flywheel eval: prompts rendered as the training run's {path} says", file=sys.stderr)
+    family_configs = recipe.get("family_configs") or {}
+    families = {}
+    for name in sorted({task.family for tasks in task_sets.values() for task in tasks}):
+        settings = dict(family_configs.get(name) or {})
+        if args.terse_prompts:
+            settings["terse_prompts"] = True
+        families[name] = make_family(name, settings or None, verifiers)
+    return args.template or recipe.get("template") or "auto", families
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -294,7 +322,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """`flywheel eval`: 0 when every file was evaluated, 2 (with a message) when one could not be."""
     from flywheel.agents import configure_threads, load_policy
-    from flywheel.envs import make_family
     from flywheel.envs.resources import SharedVerifiers
     from flywheel.envs.task_files import TaskFileError, load_task_file
 
@@ -330,19 +357,11 @@ def main(argv: Sequence[str]) -> int:
         except OSError as error:
             print(f"flywheel eval: cannot load model {args.model!r}: {error}", file=sys.stderr)
             return 2
-        recipe: dict[str, Any] = {}
-        found = training_recipe(model_path)
-        if found is not None:
-            path, recipe = found
-            print(f"flywheel eval: prompts rendered as the training run's {path} says", file=sys.stderr)
-        template = args.template or recipe.get("template") or "auto"
-        family_configs = recipe.get("family_configs") or {}
-        families = {}
-        for name in sorted({t.family for ts in task_sets.values() for t in ts}):
-            settings = dict(family_configs.get(name) or {})
-            if args.terse_prompts:
-                settings["terse_prompts"] = True
-            families[name] = make_family(name, settings or None, verifiers)
+        try:
+            template, families = _prompting(args, model_path, task_sets, verifiers)
+        except ValueError as error:
+            print(f"flywheel eval: {error}", file=sys.stderr)
+            return 2
         agent = Agent(model, tokenizer, template=template)
         report = evaluate(
             agent,
