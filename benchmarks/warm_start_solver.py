@@ -12,7 +12,8 @@ temperature 1 (as self-play's solve-rate estimate samples), scored by `flywheel.
 prints the share of correct answers (greedy; sampled), the share of tasks with at least one correct sampled
 answer (pass@k: about the most that reinforcing the model's own right answers could reach, as RL sharpens
 what it samples) and the share of format errors. Prompts and the family's settings are those of the first
-run's ``recipe.yaml`` (as `flywheel eval` reads them); `--template` overrides the template.
+run's ``recipe.yaml`` (`flywheel.train.evaluate.run_prompting`, as `flywheel eval` reads them); `--template`
+overrides the template.
 """
 
 from __future__ import annotations
@@ -38,29 +39,29 @@ def main() -> int:
     if options.samples < 2:
         parser.error("--samples must be at least 2")
 
-    from flywheel.envs import make_family
     from flywheel.envs.heldout import family_heldout_tasks
-    from flywheel.train.evaluate import evaluate, training_recipe
+    from flywheel.train.evaluate import evaluate, run_prompting, training_recipe
     from flywheel.train.warmup import family_examples
 
     configure_threads()
-    found = training_recipe(str(options.runs[0] / "warm-start"))
-    recipe = found[1] if found else {}
-    template = options.template or recipe.get("template") or "r1"
-    family = make_family(options.family, (recipe.get("family_configs") or {}).get(options.family))
-    renderer = Agent(None, load_tokenizer(options.runs[0] / "warm-start"), template=template)
-    examples = family_examples(family, renderer, options.tasks, 2, random.Random(TASK_SEED))
-    unseen = [example.task for example in examples if example.role == "solve"]
+    first = str(options.runs[0] / "warm-start")
+    template, families, _ = run_prompting(first, [options.family], template=options.template)
+    family = families[options.family]
+    if not options.heldout:
+        renderer = Agent(None, load_tokenizer(first), template=template)
+        examples = family_examples(family, renderer, options.tasks, 2, random.Random(TASK_SEED))
+        unseen = [example.task for example in examples if example.role == "solve"]
     print(f"prompts: template {template}, {family.name} settings {family.config.to_dict()}")
     k = options.samples
     print(f"{'run':40} {'greedy':>7} {'sampled':>8} {f'pass@{k}':>8} {'format errors':>14}")
     for run in options.runs:
         model, tokenizer = load_policy(run / "warm-start")
         agent = Agent(model, tokenizer, template=template, max_new_tokens=32)
-        tasks = unseen
         if options.heldout:
             found = training_recipe(str(run / "warm-start"))
             tasks = family_heldout_tasks(family, options.tasks, (found[1] if found else {}).get("seed", 0))
+        else:
+            tasks = unseen
         greedy = evaluate(agent, {family.name: family}, {"tasks": tasks}).summary["accuracy"]
         report = evaluate(agent, {family.name: family}, {"tasks": tasks}, samples=k, temperature=1.0)
         errors = sum(row["verdict"] == "format_error" for row in report.rows) / len(report.rows)

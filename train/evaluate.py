@@ -268,26 +268,29 @@ def training_recipe(model_path: str) -> tuple[Path, dict[str, Any]] | None:
     return None
 
 
-def _prompting(
-    args: argparse.Namespace, model_path: str, task_sets: Mapping[str, Sequence[Task]], verifiers: Any
-) -> tuple[str, dict[str, TaskFamily]]:
-    """The template and the families (with their settings) that render the prompts: the training run's
-    (`training_recipe`) under the command line's `--template` and `--terse_prompts`."""
+def run_prompting(
+    model_path: str,
+    family_names: Iterable[str],
+    verifiers: Any = None,
+    *,
+    template: str | None = None,
+    terse_prompts: bool = False,
+) -> tuple[str, dict[str, TaskFamily], Path | None]:
+    """The template and the families (with their settings) that render prompts for a model as its training run
+    did (`training_recipe`; `auto` and default settings for a model from no run), `template` and `terse_prompts`
+    overriding the run's; and the recipe file they come from, if any. Raises ValueError for a broken recipe."""
     from flywheel.envs import make_family
 
-    recipe: dict[str, Any] = {}
     found = training_recipe(model_path)
-    if found is not None:
-        path, recipe = found
-        print(f"flywheel eval: prompts rendered as the training run's {path} says", file=sys.stderr)
+    path, recipe = found if found is not None else (None, {})
     family_configs = recipe.get("family_configs") or {}
     families = {}
-    for name in sorted({task.family for tasks in task_sets.values() for task in tasks}):
+    for name in sorted(set(family_names)):
         settings = dict(family_configs.get(name) or {})
-        if args.terse_prompts:
+        if terse_prompts:
             settings["terse_prompts"] = True
         families[name] = make_family(name, settings or None, verifiers)
-    return args.template or recipe.get("template") or "auto", families
+    return template or recipe.get("template") or "auto", families, path
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -357,11 +360,16 @@ def main(argv: Sequence[str]) -> int:
         except OSError as error:
             print(f"flywheel eval: cannot load model {args.model!r}: {error}", file=sys.stderr)
             return 2
+        names = {task.family for tasks in task_sets.values() for task in tasks}
         try:
-            template, families = _prompting(args, model_path, task_sets, verifiers)
+            template, families, recipe = run_prompting(
+                model_path, names, verifiers, template=args.template, terse_prompts=args.terse_prompts
+            )
         except ValueError as error:
             print(f"flywheel eval: {error}", file=sys.stderr)
             return 2
+        if recipe is not None:
+            print(f"flywheel eval: prompts rendered as the training run's {recipe} says", file=sys.stderr)
         agent = Agent(model, tokenizer, template=template)
         report = evaluate(
             agent,
